@@ -1,0 +1,5 @@
+import sys
+
+from lavt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""Pixel-word attention (PWAM) and the language gate (LAVT_SPEC section 3, steps 3-4).
+
+Module and parameter names follow the released checkpoints
+(``fusion.{vis_project,image_lang_att.{f_query,f_key,f_value,W},project_mm}``,
+``res_gate``) so that their state dicts load without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PixelWordAttention(nn.Module):
+    """Attention of every pixel over the words; returns language features per pixel.
+
+    The logits are scaled by ``C ** -0.5`` with C the total key width, even with
+    several heads (a quirk of the released models, kept for equivalence).
+    """
+
+    def __init__(self, *, dim: int, text_dim: int, num_heads: int = 1) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"PWAM width {dim} is not divisible by {num_heads} heads")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.f_query = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.InstanceNorm1d(dim))
+        self.f_key = nn.Sequential(nn.Conv1d(text_dim, dim, 1))
+        self.f_value = nn.Sequential(nn.Conv1d(text_dim, dim, 1))
+        self.W = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.InstanceNorm1d(dim))
+
+    def forward(self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, HW); lang: (B, D, N); lang_mask: (B, N, 1) -> (B, C, HW)."""
+        B, C, HW = x.shape
+        k = self.num_heads
+        mask_t = lang_mask.transpose(1, 2)  # (B, N, 1) -> (B, 1, N)
+        query = self.f_query(x)  # (B, C, HW)
+        key = self.f_key(lang) * mask_t  # (B, C, N)
+        value = self.f_value(lang) * mask_t  # (B, C, N)
+        N = key.shape[-1]
+        query = query.reshape(B, k, C // k, HW).transpose(2, 3)  # (B, k, HW, C/k)
+        key = key.reshape(B, k, C // k, N)  # (B, k, C/k, N)
+        value = value.reshape(B, k, C // k, N).transpose(2, 3)  # (B, k, N, C/k)
+        sim = torch.matmul(query, key) * (C**-0.5)  # (B, k, HW, N)
+        sim = sim + (10000.0 * mask_t.unsqueeze(1) - 10000.0)  # padded words -> -10000
+        attn = sim.softmax(dim=-1)
+        out = torch.matmul(attn, value)  # (B, k, HW, C/k)
+        out = out.transpose(2, 3).reshape(B, C, HW)  # (B, k, C/k, HW) -> (B, C, HW)
+        return self.W(out)
+
+
+class PWAM(nn.Module):
+    """Pixel-word attention module: visual features gated by attended language.
+
+    ``r = GELU(Conv(vis * lang))`` with ``vis = GELU(Conv(x))`` and ``lang`` the
+    pixel-word attention output.
+    """
+
+    def __init__(
+        self, *, dim: int, text_dim: int, num_heads: int = 1, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.vis_project = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.GELU(), nn.Dropout(dropout))
+        self.image_lang_att = PixelWordAttention(dim=dim, text_dim=text_dim, num_heads=num_heads)
+        self.project_mm = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, HW, C); lang: (B, D, N); lang_mask: (B, N, 1) -> (B, HW, C)."""
+        x_t = x.transpose(1, 2)  # (B, HW, C) -> (B, C, HW)
+        vis = self.vis_project(x_t)  # (B, C, HW)
+        lang_feat = self.image_lang_att(x_t, lang, lang_mask)  # (B, C, HW)
+        mm = self.project_mm(vis * lang_feat)  # (B, C, HW)
+        return mm.transpose(1, 2)  # (B, C, HW) -> (B, HW, C)
+
+
+class LanguageGate(nn.Sequential):
+    """``tanh(Linear(ReLU(Linear(r))))``: how much of the fused features to add back."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(
+            nn.Linear(dim, dim, bias=False),
+            nn.ReLU(),
+            nn.Linear(dim, dim, bias=False),
+            nn.Tanh(),
+        )

@@ -1,0 +1,80 @@
+"""LAVT: text encoder + multi-modal Swin + simple decoder (LAVT_SPEC sections 2-4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lavt.modeling.config import LAVTConfig
+from lavt.modeling.decoder import SimpleDecoder
+from lavt.modeling.swin import MultiModalSwin
+from lavt.modeling.text import build_text_encoder, encode_text
+
+
+class LAVT(nn.Module):
+    """Referring image segmentation model.
+
+    One module holds everything (BERT included), so one state dict and one DDP
+    wrapper cover both released variants. ``vocab`` is the tokenizer vocabulary
+    a checkpoint carries (``None``: the bundled bert-base-uncased one).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: LAVTConfig,
+        backbone: nn.Module,
+        text_encoder: nn.Module,
+        classifier: nn.Module,
+        vocab: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.classifier = classifier
+        self.text_encoder = text_encoder
+        self.vocab = vocab
+
+    def forward_intermediates(
+        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Every intermediate the golden files record.
+
+        Returns ``text_features`` (B, N, D), ``stages`` [(B, C_s, H_s, W_s)],
+        ``decoder`` (B, 2, H_1, W_1) and ``logits`` (B, 2, H, W).
+        """
+        text = encode_text(self.text_encoder, input_ids, attention_mask)  # (B, N, D)
+        lang = text.transpose(1, 2)  # (B, N, D) -> (B, D, N)
+        lang_mask = attention_mask.unsqueeze(-1).to(lang.dtype)  # (B, N, 1)
+        stages = self.backbone(image, lang, lang_mask)
+        decoded = self.classifier(stages)  # (B, 2, H_1, W_1)
+        logits = F.interpolate(
+            decoded, size=image.shape[-2:], mode="bilinear", align_corners=True
+        )  # (B, 2, H, W)
+        return {"text_features": text, "stages": stages, "decoder": decoded, "logits": logits}
+
+    def forward(
+        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """image (B, 3, H, W) normalized; input_ids, attention_mask (B, N) -> (B, 2, H, W)."""
+        return self.forward_intermediates(image, input_ids, attention_mask)["logits"]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
+
+def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
+    """A randomly initialised LAVT for ``config``."""
+    if vocab is not None and len(vocab) > config.text.vocab_size:
+        raise ValueError(
+            f"vocabulary of {len(vocab)} tokens does not fit the text encoder's "
+            f"{config.text.vocab_size} embeddings"
+        )
+    return LAVT(
+        config=config,
+        backbone=MultiModalSwin(config),
+        text_encoder=build_text_encoder(config.text),
+        classifier=SimpleDecoder(stage3_dim=config.stage_dim(3)),
+        vocab=vocab,
+    )

@@ -1,0 +1,363 @@
+"""The multi-modal Swin Transformer backbone (LAVT_SPEC section 3).
+
+Swin (Liu et al., ICCV 2021; github.com/microsoft/Swin-Transformer) with a
+PWAM and a language gate after every stage, as in LAVT (Yang et al., CVPR 2022).
+Tokens are NHWC inside the backbone and NCHW at its boundary (timm's
+convention). Window attention runs through
+``F.scaled_dot_product_attention`` with the relative-position bias and the
+shift mask as its additive ``attn_mask``.
+
+Facts kept for equivalence with the released weights: padding to a multiple of
+the window comes after LayerNorm1 and the padded (zero) tokens are not masked
+out of attention; the window and shift are kept even when the map is smaller
+than the window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from lavt.modeling.config import LAVTConfig
+from lavt.modeling.fusion import PWAM, LanguageGate
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (Huang et al., 2016)."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = x.new_empty(shape).bernoulli_(keep)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.rate, self.training)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    """(w*w, w*w) index into the (2w-1)^2 bias table for token pairs of a window."""
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    ).flatten(1)  # (2, w*w): rows, columns
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, w*w, w*w): dy, dx
+    return (rel[0] + window - 1) * (2 * window - 1) + (rel[1] + window - 1)
+
+
+def shift_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """Additive mask (nW, w*w, w*w) separating the regions a cyclic shift brings together.
+
+    ``height``/``width`` are already padded to multiples of ``window``.
+    """
+    labels = torch.zeros(height, width)
+    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    region = 0
+    for rows in bounds:
+        for cols in bounds:
+            labels[rows, cols] = region
+            region += 1
+    windows = labels.view(height // window, window, width // window, window)
+    windows = windows.permute(0, 2, 1, 3).reshape(-1, window * window)  # (nW, w*w)
+    diff = windows[:, None, :] - windows[:, :, None]  # (nW, w*w, w*w)
+    return torch.where(diff != 0, -100.0, 0.0)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside w x w windows with a relative-position bias."""
+
+    def __init__(self, *, dim: int, window: int, num_heads: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.window = window
+        self.num_heads = num_heads
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window - 1) ** 2, num_heads)
+        )
+        self.register_buffer(
+            "relative_position_index", relative_position_index(window), persistent=False
+        )
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def position_bias(self) -> torch.Tensor:
+        """(h, w*w, w*w) bias gathered from the table."""
+        n = self.window * self.window
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (n, n, h) -> (h, n, n)
+
+    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """windows: (B, nW, n, C) with n = w*w; mask: (nW, n, n) or None -> (B, nW, n, C)."""
+        B, nW, n, C = windows.shape
+        h = self.num_heads
+        qkv = self.qkv(windows).view(B, nW, n, 3, h, C // h)
+        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (B, nW, n, 3, h, C/h) -> (3, B, nW, h, n, C/h)
+        q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
+        bias = self.position_bias().unsqueeze(0)  # (1, h, n, n)
+        if mask is not None:
+            bias = bias + mask.unsqueeze(1)  # (nW, h, n, n)
+        bias = bias.expand(nW, h, n, n).reshape(nW * h, n, n).to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nW*h, n, C/h)
+        out = out.view(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
+        return self.proj(out.reshape(B, nW, n, C))  # (B, nW, n, C)
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of ``window`` -> (B, nW, w*w, C), row-major windows."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // window, window, W // window, window, C)
+    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, H/w, W/w, w, w, C)
+    return x.reshape(B, -1, window * window, C)  # (B, nW, w*w, C)
+
+
+def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """(B, nW, w*w, C) -> (B, H, W, C), inverse of :func:`window_partition`."""
+    B, _, _, C = windows.shape
+    x = windows.view(B, height // window, width // window, window, window, C)
+    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, H/w, w, W/w, w, C)
+    return x.reshape(B, height, width, C)
+
+
+class SwinBlock(nn.Module):
+    """A (shifted-)window attention block followed by an MLP, both pre-norm residual."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        window: int,
+        shift: int,
+        mlp_ratio: float,
+        drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim=dim, window=window, num_heads=num_heads)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, H, W, C); mask: the stage's shift mask (nW, n, n) -> (B, H, W, C)."""
+        B, H, W, C = x.shape
+        w = self.window
+        y = self.norm1(x)
+        pad_h, pad_w = (-H) % w, (-W) % w
+        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))  # (B, Hp, Wp, C), zeros after the norm
+        Hp, Wp = H + pad_h, W + pad_w
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = self.attn(window_partition(y, w), mask if self.shift else None)
+        y = window_reverse(y, w, Hp, Wp)  # (B, Hp, Wp, C)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        y = y[:, :H, :W, :]
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbouring tokens concatenated and projected: (B, H, W, C) -> (B, H/2, W/2, 2C)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[1:3]
+        x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))  # (B, H', W', C), even sides
+        parts = (x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2])
+        x = torch.cat(parts, dim=-1)  # (B, H'/2, W'/2, 4C)
+        return self.reduction(self.norm(x))
+
+
+class PatchEmbed(nn.Module):
+    """Image -> (B, H/4, W/4, C0) tokens: pad to a multiple of the patch, conv, LayerNorm."""
+
+    def __init__(self, *, patch_size: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        H, W = image.shape[-2:]
+        p = self.patch_size
+        image = F.pad(image, (0, (-W) % p, 0, (-H) % p))
+        x = self.proj(image)  # (B, C0, H/4, W/4)
+        return self.norm(x.permute(0, 2, 3, 1))  # (B, C0, H, W) -> (B, H, W, C0)
+
+
+class MultiModalStage(nn.Module):
+    """Swin blocks, then PWAM + language gate, then (optionally) patch merging."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window: int,
+        mlp_ratio: float,
+        drop_paths: list[float],
+        text_dim: int,
+        pwam_heads: int,
+        fusion_drop: float,
+        downsample: bool,
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.shift = window // 2
+        self.blocks = nn.ModuleList(
+            SwinBlock(
+                dim=dim,
+                num_heads=num_heads,
+                window=window,
+                shift=0 if i % 2 == 0 else self.shift,
+                mlp_ratio=mlp_ratio,
+                drop_path=drop_paths[i],
+            )
+            for i in range(depth)
+        )
+        self.fusion = PWAM(dim=dim, text_dim=text_dim, num_heads=pwam_heads, dropout=fusion_drop)
+        self.res_gate = LanguageGate(dim)
+        self.downsample = PatchMerging(dim) if downsample else None
+        self.grad_checkpointing = False
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def attention_mask(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """Shift mask for an (H, W) map, cached per padded shape and device."""
+        w = self.window
+        Hp, Wp = height + (-height) % w, width + (-width) % w
+        key = (Hp, Wp, str(device))
+        if key not in self._mask_cache:
+            if len(self._mask_cache) > 32:
+                self._mask_cache.clear()
+            self._mask_cache[key] = shift_mask(Hp, Wp, w, self.shift).to(device)
+        return self._mask_cache[key]
+
+    def forward(
+        self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, H, W, C); lang: (B, D, N); lang_mask: (B, N, 1).
+
+        Returns the fused features r (B, H, W, C), which feed the decoder, and
+        the next stage's input (B, H/2, W/2, 2C) (or the gated x for the last stage).
+        """
+        B, H, W, C = x.shape
+        mask = self.attention_mask(H, W, x.device)
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask)
+        tokens = x.reshape(B, H * W, C)  # (B, H, W, C) -> (B, HW, C)
+        fused = self.fusion(tokens, lang, lang_mask)  # (B, HW, C)
+        tokens = tokens + self.res_gate(fused) * fused
+        x = tokens.view(B, H, W, C)  # (B, HW, C) -> (B, H, W, C)
+        fused = fused.view(B, H, W, C)  # (B, HW, C) -> (B, H, W, C)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return fused, x
+
+
+class MultiModalSwin(nn.Module):
+    """Swin backbone with language fusion after each stage.
+
+    ``forward(image (B,3,H,W), lang (B,D,N), lang_mask (B,N,1))`` returns the
+    four stage outputs ``LayerNorm_s(r_s)`` as (B, C_s, H_s, W_s), H_1 = ceil(H/4).
+    """
+
+    def __init__(self, config: LAVTConfig) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(patch_size=config.patch_size, embed_dim=config.embed_dim)
+        total = sum(config.depths)
+        rates = torch.linspace(0, config.drop_path_rate, total).tolist() if total else []
+        self.layers = nn.ModuleList()
+        start = 0
+        for s, depth in enumerate(config.depths):
+            self.layers.append(
+                MultiModalStage(
+                    dim=config.stage_dim(s),
+                    depth=depth,
+                    num_heads=config.num_heads[s],
+                    window=config.window_size,
+                    mlp_ratio=config.mlp_ratio,
+                    drop_paths=rates[start : start + depth],
+                    text_dim=config.text.hidden_size,
+                    pwam_heads=config.pwam_heads[s],
+                    fusion_drop=config.fusion_drop,
+                    downsample=s < len(config.depths) - 1,
+                )
+            )
+            start += depth
+        for s in range(len(config.depths)):
+            self.add_module(f"norm{s}", nn.LayerNorm(config.stage_dim(s)))
+        self.apply(_init_swin_weights)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute Swin blocks in the backward pass: less memory, more compute."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def forward(
+        self, image: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor
+    ) -> list[torch.Tensor]:
+        x = self.patch_embed(image)  # (B, H1, W1, C0)
+        outputs = []
+        for s, stage in enumerate(self.layers):
+            fused, x = stage(x, lang, lang_mask)
+            out = getattr(self, f"norm{s}")(fused)  # (B, H_s, W_s, C_s)
+            outputs.append(out.permute(0, 3, 1, 2).contiguous())  # -> (B, C_s, H_s, W_s)
+        return outputs
+
+
+def _init_swin_weights(module: nn.Module) -> None:
+    """Swin's init: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0), bias tables."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, WindowAttention):
+        nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+
+
+def resize_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """Resize a ((2w'-1)^2, h) bias table to window ``window`` bicubically (as an image)."""
+    old = math.isqrt(table.shape[0])
+    new = 2 * window - 1
+    if old == new:
+        return table
+    image = table.T.reshape(1, -1, old, old)  # ((2w'-1)^2, h) -> (1, h, 2w'-1, 2w'-1)
+    image = F.interpolate(image.float(), size=(new, new), mode="bicubic", align_corners=False)
+    return image.reshape(-1, new * new).T.to(table.dtype)  # (1, h, new, new) -> (new^2, h)

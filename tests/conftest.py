@@ -1,0 +1,50 @@
+"""Shared fixtures: golden files and tiny model configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    return GOLDEN
+
+
+def tiny_config(**overrides):
+    """A small random-weight LAVT with the full bert-base-uncased vocabulary."""
+    from lavt.modeling.config import LAVTConfig, TextEncoderConfig
+
+    text = TextEncoderConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    base = dict(
+        variant="lavt_one",
+        embed_dim=16,
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 2, 4, 8),
+        window_size=4,
+        drop_path_rate=0.0,
+        text=text,
+        img_size=64,
+    )
+    base.update(overrides)
+    return LAVTConfig(**base)
+
+
+@pytest.fixture
+def tiny_model():
+    import torch
+
+    from lavt.modeling import build_model
+
+    torch.manual_seed(0)
+    return build_model(tiny_config()).eval()
