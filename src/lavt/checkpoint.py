@@ -25,7 +25,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,14 @@ def read_torch_file(path: str | os.PathLike, *, allow_namespace: bool = True) ->
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is None and "Unsupported" not in str(err):
+            raise CheckpointError(f"{path}: not a readable checkpoint (corrupt pickle)") from None
         what = found.group(1) if found else "an object that is not a tensor or a Namespace"
         raise CheckpointError(
             f"{path}: refusing to load: it holds a pickled {what} (only tensors, plain "
             "containers and argparse.Namespace are allowed)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # any parse failure of a damaged file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupt: {first})"

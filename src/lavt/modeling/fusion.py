@@ -11,6 +11,23 @@ import torch
 from torch import nn
 
 
+class InstanceNorm(nn.Module):
+    """Per-channel normalisation over the last axis, no affine (``InstanceNorm1d``).
+
+    Written out so that a 1-pixel feature map (a tiny input) gives zeros
+    instead of ``InstanceNorm1d``'s error.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, L) -> (B, C, L)."""
+        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+        return (x - mean) * torch.rsqrt(var + self.eps)
+
+
 class PixelWordAttention(nn.Module):
     """Attention of every pixel over the words; returns language features per pixel.
 
@@ -24,10 +41,10 @@ class PixelWordAttention(nn.Module):
             raise ValueError(f"PWAM width {dim} is not divisible by {num_heads} heads")
         self.dim = dim
         self.num_heads = num_heads
-        self.f_query = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.InstanceNorm1d(dim))
+        self.f_query = nn.Sequential(nn.Conv1d(dim, dim, 1), InstanceNorm())
         self.f_key = nn.Sequential(nn.Conv1d(text_dim, dim, 1))
         self.f_value = nn.Sequential(nn.Conv1d(text_dim, dim, 1))
-        self.W = nn.Sequential(nn.Conv1d(dim, dim, 1), nn.InstanceNorm1d(dim))
+        self.W = nn.Sequential(nn.Conv1d(dim, dim, 1), InstanceNorm())
 
     def forward(self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, C, HW); lang: (B, D, N); lang_mask: (B, N, 1) -> (B, C, HW)."""

@@ -249,6 +249,12 @@ class MultiModalStage(nn.Module):
         self.fusion = PWAM(dim=dim, text_dim=text_dim, num_heads=pwam_heads, dropout=fusion_drop)
         self.res_gate = LanguageGate(dim)
         self.downsample = PatchMerging(dim) if downsample else None
+        if not downsample:
+            # The last stage's gated x feeds nothing (the decoder takes r), so its
+            # gate is kept for the released state-dict layout but never computed
+            # or trained: every trainable parameter then gets a gradient and DDP
+            # needs no find_unused_parameters.
+            self.res_gate.requires_grad_(False)
         self.grad_checkpointing = False
         self._mask_cache: dict[tuple, torch.Tensor] = {}
 
@@ -269,7 +275,8 @@ class MultiModalStage(nn.Module):
         """x: (B, H, W, C); lang: (B, D, N); lang_mask: (B, N, 1).
 
         Returns the fused features r (B, H, W, C), which feed the decoder, and
-        the next stage's input (B, H/2, W/2, 2C) (or the gated x for the last stage).
+        the next stage's input (B, H/2, W/2, 2C) (the last stage returns its
+        blocks' output: the gated x would feed nothing).
         """
         B, H, W, C = x.shape
         mask = self.attention_mask(H, W, x.device)
@@ -280,12 +287,10 @@ class MultiModalStage(nn.Module):
                 x = block(x, mask)
         tokens = x.reshape(B, H * W, C)  # (B, H, W, C) -> (B, HW, C)
         fused = self.fusion(tokens, lang, lang_mask)  # (B, HW, C)
-        tokens = tokens + self.res_gate(fused) * fused
-        x = tokens.view(B, H, W, C)  # (B, HW, C) -> (B, H, W, C)
-        fused = fused.view(B, H, W, C)  # (B, HW, C) -> (B, H, W, C)
         if self.downsample is not None:
-            x = self.downsample(x)
-        return fused, x
+            tokens = tokens + self.res_gate(fused) * fused
+            x = self.downsample(tokens.view(B, H, W, C))  # (B, HW, C) -> (B, H, W, C) -> merged
+        return fused.view(B, H, W, C), x  # (B, HW, C) -> (B, H, W, C)
 
 
 class MultiModalSwin(nn.Module):
@@ -299,7 +304,7 @@ class MultiModalSwin(nn.Module):
         super().__init__()
         self.patch_embed = PatchEmbed(patch_size=config.patch_size, embed_dim=config.embed_dim)
         total = sum(config.depths)
-        rates = torch.linspace(0, config.drop_path_rate, total).tolist() if total else []
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.layers = nn.ModuleList()
         start = 0
         for s, depth in enumerate(config.depths):
