@@ -208,3 +208,19 @@ def test_relative_position_index_and_shift_mask():
 def test_no_persistent_derived_buffers(tiny_model):
     assert not [k for k in tiny_model.state_dict() if "relative_position_index" in k]
     assert not [k for k in tiny_model.state_dict() if "position_ids" in k]
+
+
+def test_cached_attention_bias_follows_the_weights():
+    """The inference-time bias cache is refreshed when the weights change."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    other = build_model(tiny_config()).eval()
+    image = torch.randn(1, 3, 40, 40)
+    ids = torch.randint(1, 30522, (1, 20))
+    mask = torch.ones(1, 20, dtype=torch.long)
+    with torch.inference_mode():
+        model(image, ids, mask)  # fills the caches
+    with torch.no_grad():
+        model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(model(image, ids, mask), other(image, ids, mask))

@@ -95,7 +95,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int) -> list[float]:
+def time_call(
+    fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int
+) -> list[float]:
     """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
@@ -202,8 +204,12 @@ def run_benchmark(
         raise InputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if dtype not in DTYPES:
         raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    for name, value in (("--batch-size", batch_size), ("--img-size", img_size),
-                        ("--expressions-per-image", expressions_per_image), ("--repeats", repeats)):
+    for name, value in (
+        ("--batch-size", batch_size),
+        ("--img-size", img_size),
+        ("--expressions-per-image", expressions_per_image),
+        ("--repeats", repeats),
+    ):
         if value < 1:
             raise InputError(f"{name} must be at least 1, got {value}")
     dev = torch.device(device)
@@ -216,37 +222,80 @@ def run_benchmark(
         from lavt.engine.bench_loops import run_loop_benchmark
 
         return run_loop_benchmark(
-            mode=mode, preset=preset, img_size=img_size, batch_size=batch_size,
-            expressions_per_image=expressions_per_image, device=dev, dtype=dtype,
-            compile_model=compile_model, channels_last=channels_last, warmup=warmup,
-            repeats=repeats, workers=workers,
+            mode=mode,
+            preset=preset,
+            img_size=img_size,
+            batch_size=batch_size,
+            expressions_per_image=expressions_per_image,
+            device=dev,
+            dtype=dtype,
+            compile_model=compile_model,
+            channels_last=channels_last,
+            warmup=warmup,
+            repeats=repeats,
+            workers=workers,
         )
     model, runner = _prepare_model(
-        preset, device=dev, channels_last=channels_last, compile_model=compile_model,
+        preset,
+        device=dev,
+        channels_last=channels_last,
+        compile_model=compile_model,
         train=mode == "train",
     )
     images, ids, mask = _inputs(
-        model.config, batch=batch_size, per_image=expressions_per_image, img_size=img_size,
+        model.config,
+        batch=batch_size,
+        per_image=expressions_per_image,
+        img_size=img_size,
         device=dev,
     )
     if mode == "infer":
         step = _infer_step(runner, images, ids, mask, dev, torch_dtype)
     else:
         step = _train_step(model, runner, images, ids, mask, dev, torch_dtype)
-    flops = count_flops(step) if not compile_model else count_flops(
-        _infer_step(model, images, ids, mask, dev, torch_dtype) if mode == "infer"
-        else _train_step(model, model, images, ids, mask, dev, torch_dtype)
+    flops = (
+        count_flops(step)
+        if not compile_model
+        else count_flops(
+            _infer_step(model, images, ids, mask, dev, torch_dtype)
+            if mode == "infer"
+            else _train_step(model, model, images, ids, mask, dev, torch_dtype)
+        )
     )
     times = time_call(step, dev, warmup=warmup, repeats=repeats)
     return _result(
-        mode=mode, preset=preset, dev=dev, dtype=dtype, img_size=img_size,
-        batch_size=batch_size, per_image=expressions_per_image, compile_model=compile_model,
-        channels_last=channels_last, times=times, flops=flops, torch_dtype=torch_dtype,
+        mode=mode,
+        preset=preset,
+        dev=dev,
+        dtype=dtype,
+        img_size=img_size,
+        batch_size=batch_size,
+        per_image=expressions_per_image,
+        compile_model=compile_model,
+        channels_last=channels_last,
+        times=times,
+        flops=flops,
+        torch_dtype=torch_dtype,
     )
 
 
-def _result(*, mode, preset, dev, dtype, img_size, batch_size, per_image, compile_model,
-            channels_last, times, flops, torch_dtype, pairs=None, extra=None) -> BenchmarkResult:
+def _result(
+    *,
+    mode,
+    preset,
+    dev,
+    dtype,
+    img_size,
+    batch_size,
+    per_image,
+    compile_model,
+    channels_last,
+    times,
+    flops,
+    torch_dtype,
+    pairs=None,
+    extra=None,
+) -> BenchmarkResult:
     median = statistics.median(times)
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [median, median, median]
     pairs = pairs if pairs is not None else batch_size * per_image
@@ -254,14 +303,29 @@ def _result(*, mode, preset, dev, dtype, img_size, batch_size, per_image, compil
     peak = measure_matmul_peak(dev, torch_dtype) if flops else None
     memory, memory_kind = peak_memory_mib(dev)
     return BenchmarkResult(
-        mode=mode, preset=preset, device=str(dev), dtype=dtype, img_size=img_size,
-        batch_size=batch_size, expressions_per_image=per_image, compile=compile_model,
-        channels_last=channels_last, repeats=len(times), latency_ms_median=median,
-        latency_ms_min=min(times), latency_ms_max=max(times), latency_ms_iqr=q[2] - q[0],
+        mode=mode,
+        preset=preset,
+        device=str(dev),
+        dtype=dtype,
+        img_size=img_size,
+        batch_size=batch_size,
+        expressions_per_image=per_image,
+        compile=compile_model,
+        channels_last=channels_last,
+        repeats=len(times),
+        latency_ms_median=median,
+        latency_ms_min=min(times),
+        latency_ms_max=max(times),
+        latency_ms_iqr=q[2] - q[0],
         pairs_per_second=pairs / (median / 1000),
-        gflops_per_batch=flops / 1e9 if flops else None, achieved_tflops=achieved,
-        device_peak_tflops=peak, share_of_peak=achieved / peak if achieved and peak else None,
-        peak_memory_mib=memory, memory_kind=memory_kind, versions=versions(), extra=extra or {},
+        gflops_per_batch=flops / 1e9 if flops else None,
+        achieved_tflops=achieved,
+        device_peak_tflops=peak,
+        share_of_peak=achieved / peak if achieved and peak else None,
+        peak_memory_mib=memory,
+        memory_kind=memory_kind,
+        versions=versions(),
+        extra=extra or {},
     )
 
 

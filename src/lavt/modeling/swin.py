@@ -102,6 +102,7 @@ class WindowAttention(nn.Module):
         )
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
+        self._bias_cache: tuple | None = None
 
     def position_bias(self) -> torch.Tensor:
         """(h, w*w, w*w) bias gathered from the table."""
@@ -109,19 +110,38 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (n, n, h) -> (h, n, n)
 
+    def attention_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """Relative-position bias plus shift mask: (1, h, n, n) or (nW*h, n, n).
+
+        Without gradients (inference) the sum is cached per mask and weights
+        version, so repeated calls with the same shape reuse it.
+        """
+        if mask is None:
+            return self.position_bias().unsqueeze(0).to(dtype)  # (1, h, n, n)
+        table = self.relative_position_bias_table
+        version = (table.data_ptr(), table._version)
+        cache = self._bias_cache
+        if cache is not None and cache[0] is mask and cache[1] == (dtype, version):
+            return cache[2]
+        nW, n, _ = mask.shape
+        bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
+        bias = bias.reshape(nW * self.num_heads, n, n).to(dtype)  # (nW*h, n, n)
+        self._bias_cache = None if torch.is_grad_enabled() else (mask, (dtype, version), bias)
+        return bias
+
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """windows: (B, nW, n, C) with n = w*w; mask: (nW, n, n) or None -> (B, nW, n, C)."""
         B, nW, n, C = windows.shape
         h = self.num_heads
         qkv = self.qkv(windows).view(B, nW, n, 3, h, C // h)
         qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (B, nW, n, 3, h, C/h) -> (3, B, nW, h, n, C/h)
-        q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
-        bias = self.position_bias().unsqueeze(0)  # (1, h, n, n)
-        if mask is not None:
-            bias = bias + mask.unsqueeze(1)  # (nW, h, n, n)
-        bias = bias.expand(nW, h, n, n).reshape(nW * h, n, n).to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, nW*h, n, C/h)
-        out = out.view(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
+        bias = self.attention_bias(mask, qkv.dtype)
+        if mask is None:  # one bias for all windows: windows join the batch axis
+            q, k, v = qkv.reshape(3, B * nW, h, n, C // h).unbind(0)  # each (B*nW, h, n, C/h)
+        else:  # a bias per window: windows join the head axis
+            q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        out = out.reshape(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
         return self.proj(out.reshape(B, nW, n, C))  # (B, nW, n, C)
 
 
