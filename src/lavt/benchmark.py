@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from lavt.errors import InputError
 from lavt.modeling import LAVT, build_model, preset_config
@@ -338,18 +339,17 @@ def _infer_step(runner, images, ids, mask, dev, torch_dtype) -> Callable[[], Any
 
 
 def _train_step(model, runner, images, ids, mask, dev, torch_dtype) -> Callable[[], Any]:
-    from lavt.engine.losses import cross_entropy_loss
-
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler(dev.type, enabled=torch_dtype == torch.float16)
     target = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long, device=dev)
     target[:, : images.shape[-2] // 2] = 1
+    class_weight = torch.tensor([0.9, 1.1], device=dev)  # the recipe's weighted cross-entropy
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with _autocast(dev, torch_dtype):
-            loss = cross_entropy_loss(runner(images, ids, mask), target)
+            loss = F.cross_entropy(runner(images, ids, mask).float(), target, weight=class_weight)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
