@@ -1,0 +1,29 @@
+"""`lavt benchmark` runs and reports sane figures (not a timing test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lavt.cli import main
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_benchmark_modes(tmp_path, capsys, mode):
+    out = tmp_path / "b.json"
+    args = ["benchmark", "--preset", "tiny", "--img-size", "64", "--mode", mode]
+    args += ["--repeats", "2", "--warmup", "1", "--expressions-per-image", "2", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["mode"] == mode and result["batch_size"] == 1
+    assert result["latency_ms_median"] > 0 and result["pairs_per_second"] > 0
+    assert result["gflops_per_batch"] > 0 and 0 < result["share_of_peak"] < 10
+    assert result["peak_memory_mib"] > 0
+    assert "latency / batch" in capsys.readouterr().out
+
+
+def test_benchmark_bad_arguments(capsys):
+    assert main(["benchmark", "--batch-size", "0", "--img-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch-size" in err and "Traceback" not in err
