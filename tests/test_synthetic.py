@@ -1,0 +1,172 @@
+"""`lavt synth`: layout, determinism, masks, unambiguous expressions, splits."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lavt.cli import main
+from lavt.data.synthetic import (
+    COLOURS,
+    SHAPES,
+    SceneObject,
+    expressions_for,
+    generate_dataset,
+    render_scene,
+    shape_polygon,
+    synthetic_vocabulary,
+)
+from lavt.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    summary = generate_dataset(root, num_images=40, seed=3)
+    refs = pickle.loads((root / "refcoco" / "refs(unc).p").read_bytes())
+    instances = json.loads((root / "refcoco" / "instances.json").read_text())
+    return root, summary, refs, instances
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout(dataset):
+    root, summary, refs, instances = dataset
+    assert summary.images == 40 == len(instances["images"])
+    image_dir = root / "images" / "mscoco" / "images" / "train2014"
+    for image in instances["images"]:
+        with Image.open(image_dir / image["file_name"]) as im:
+            assert im.format == "JPEG" and im.size == (image["width"], image["height"]) == (64, 64)
+    ref = refs[0]
+    assert set(ref) == {
+        "ref_id",
+        "ann_id",
+        "image_id",
+        "category_id",
+        "split",
+        "file_name",
+        "sent_ids",
+        "sentences",
+    }
+    assert set(ref["sentences"][0]) == {"sent_id", "raw", "sent", "tokens"}
+    ann_ids = {a["id"] for a in instances["annotations"]}
+    assert all(r["ann_id"] in ann_ids for r in refs)
+    sent_ids = [s for r in refs for s in r["sent_ids"]]
+    assert len(sent_ids) == len(set(sent_ids))
+
+
+def test_same_seed_same_bytes(tmp_path):
+    generate_dataset(tmp_path / "a", num_images=8, seed=5)
+    generate_dataset(tmp_path / "b", num_images=8, seed=5)
+    generate_dataset(tmp_path / "c", num_images=8, seed=6)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert _files(tmp_path / "a") != _files(tmp_path / "c")
+
+
+def test_scenes_and_splits(dataset):
+    _, summary, refs, instances = dataset
+    per_image: dict[int, list] = {}
+    for ann in instances["annotations"]:
+        per_image.setdefault(ann["image_id"], []).append(ann)
+    assert min(len(v) for v in per_image.values()) >= 3
+    assert set(summary.refs_per_split) == {"train", "val", "testA", "testB"}
+    splits_of_image: dict[int, set] = {}
+    circle = next(c["id"] for c in instances["categories"] if c["name"] == "circle")
+    for ref in refs:
+        splits_of_image.setdefault(ref["image_id"], set()).add(ref["split"])
+        if ref["split"] == "testA":
+            assert ref["category_id"] == circle
+        if ref["split"] == "testB":
+            assert ref["category_id"] != circle
+        assert len(ref["sentences"]) >= 2
+        assert len({s["sent"] for s in ref["sentences"]}) == len(ref["sentences"])
+    assert all(len(s) == 1 for s in splits_of_image.values())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_polygons_match_the_drawn_pixels(shape):
+    """The annotation polygon, rasterized by pycocotools, is the drawn object."""
+    from pycocotools import mask as mask_utils
+
+    obj = SceneObject(
+        shape, "red", "big", 32.3, 30.7, 14.2, shape_polygon(shape, 32.3, 30.7, 14.2, 0.2)
+    )
+    picture = render_scene([obj], Image.new("RGB", (64, 64), (128, 128, 128)))
+    drawn = np.abs(np.asarray(picture, dtype=int) - COLOURS["red"]).sum(-1) < 100
+    flat = [v for xy in obj.polygon for v in xy]
+    mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([flat], 64, 64))).astype(bool)
+    iou = (mask & drawn).sum() / (mask | drawn).sum()
+    assert iou > 0.85, iou  # thin star points rasterize a little differently
+
+
+def test_annotations_are_inside_their_images(dataset):
+    _, _, _, instances = dataset
+    for ann in instances["annotations"]:
+        xs, ys = ann["segmentation"][0][0::2], ann["segmentation"][0][1::2]
+        assert 0 <= min(xs) and max(xs) <= 64 and 0 <= min(ys) and max(ys) <= 64
+        assert ann["area"] > 20
+
+
+def test_expressions_are_unambiguous():
+    """Each kind of expression is checked against a hand-made scene."""
+    side = 100
+
+    def obj(shape, colour, size, x, y):
+        r = 8 if size == "small" else 15
+        return SceneObject(shape, colour, size, x, y, r, shape_polygon(shape, x, y, r, 0))
+
+    scene = [
+        obj("circle", "red", "small", 15, 50),
+        obj("circle", "blue", "big", 50, 50),
+        obj("circle", "green", "small", 85, 50),
+        obj("square", "red", "big", 50, 85),
+    ]
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(30):
+        seen |= set(expressions_for(rng, scene, scene[1], side))
+    assert "the red one" not in seen and "red" not in " ".join(seen)
+    assert any("second" in e and "from the" in e for e in seen)
+    assert any("blue" in e for e in seen)
+    for _ in range(30):
+        for expression in expressions_for(rng, scene, scene[0], side):
+            assert "rightmost" not in expression and "green" not in expression
+
+
+def test_vocabulary_covers_every_word(dataset):
+    from tokenizers import BertWordPieceTokenizer
+
+    _, _, refs, _ = dataset
+    vocab = synthetic_vocabulary()
+    assert vocab[0] == "[PAD]" and len(vocab) == len(set(vocab)) < 200
+    tok = BertWordPieceTokenizer({t: i for i, t in enumerate(vocab)}, lowercase=True)
+    unk = vocab.index("[UNK]")
+    for ref in refs:
+        for sentence in ref["sentences"]:
+            assert unk not in tok.encode(sentence["raw"]).ids, sentence["raw"]
+
+
+def test_cli(tmp_path, capsys):
+    assert (
+        main(["synth", "--output", str(tmp_path), "--images", "6", "--image-size", "80", "48"]) == 0
+    )
+    assert "wrote 6 images" in capsys.readouterr().out
+    with Image.open(next((tmp_path / "images").rglob("*.jpg"))) as im:
+        assert im.size == (80, 48)
+    # refuses to overwrite without --overwrite
+    assert main(["synth", "--output", str(tmp_path), "--images", "6"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["synth", "--output", str(tmp_path), "--images", "6", "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(("images", "size"), [(3, (64, 64)), (10, (16, 64))])
+def test_bad_arguments(tmp_path, images, size):
+    with pytest.raises(InputError):
+        generate_dataset(tmp_path, num_images=images, image_size=size)
