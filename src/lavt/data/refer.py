@@ -1,0 +1,249 @@
+"""Reading RefCOCO / RefCOCO+ / G-Ref in the ``refer`` layout (LAVT_SPEC section 8).
+
+``<root>/<dataset>/refs(<splitBy>).p`` (a pickled list of plain dicts),
+``<root>/<dataset>/instances.json`` (COCO-style) and the images under
+``<root>/images/mscoco/images/train2014/``. The pickle is read with an
+unpickler that refuses every global, so a crafted file cannot run code.
+
+Masks are the union of all parts of an annotation (polygons, or RLE compressed
+or not). The reference pipeline instead sums the per-polygon masks and keeps
+pixels equal to 1, so pixels covered by two parts of one annotation become
+background there, and it cannot read RLE; this is the one deliberate difference.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lavt.errors import InputError
+
+log = logging.getLogger("lavt")
+
+DATASETS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
+REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and scalars only; any class or function is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}")
+
+
+def safe_unpickle(path: Path) -> Any:
+    """Load a pickle of plain data (lists, dicts, str, numbers) from ``path``."""
+    data = path.read_bytes()
+    for encoding in ("ASCII", "latin1"):  # latin1: pickles written by Python 2
+        try:
+            return _PlainUnpickler(io.BytesIO(data), encoding=encoding).load()
+        except UnicodeDecodeError:
+            continue
+        except pickle.UnpicklingError as err:
+            raise InputError(f"{path}: not a plain refs pickle ({err})") from None
+        except Exception as err:  # truncated or garbage bytes
+            raise InputError(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
+    raise InputError(f"{path}: unreadable pickle (unknown text encoding)")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    sent_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One referred object with its expressions."""
+
+    ref_id: int
+    ann_id: int
+    image_id: int
+    category_id: int
+    split: str
+    sentences: tuple[Sentence, ...]
+
+
+def split_matches(query: str, ref_split: str) -> bool:
+    """The split rules: ``testA``/``testB``/``testC`` select refs whose split contains
+    that letter, ``test`` those whose split contains "test", others match exactly."""
+    if query in ("testA", "testB", "testC"):
+        return query[-1] in ref_split
+    if query == "test":
+        return "test" in ref_split
+    return ref_split == query
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: {what} is not readable")
+
+
+def _parse_refs(raw: Any, path: Path) -> list[Ref]:
+    if not isinstance(raw, list):
+        raise InputError(f"{path}: expected a list of refs, found {type(raw).__name__}")
+    refs = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict) or any(k not in item for k in REF_KEYS):
+            missing = [k for k in REF_KEYS if not isinstance(item, dict) or k not in item]
+            raise InputError(f"{path}: ref #{position} lacks {', '.join(missing)}")
+        try:
+            sentences = tuple(
+                Sentence(int(s["sent_id"]), str(s.get("raw") or s["sent"]))
+                for s in item["sentences"]
+            )
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}: ref {item['ref_id']} has malformed sentences") from None
+        refs.append(
+            Ref(
+                int(item["ref_id"]),
+                int(item["ann_id"]),
+                int(item["image_id"]),
+                int(item.get("category_id", 0)),
+                str(item["split"]),
+                sentences,
+            )
+        )
+    return refs
+
+
+def _load_instances(path: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: malformed JSON ({err})") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise InputError(f"{path}: unreadable ({err})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations")
+    ):
+        raise InputError(f"{path}: expected 'images' and 'annotations' lists")
+    try:
+        images = {int(im["id"]): im for im in data["images"]}
+        anns = {int(a["id"]): a for a in data["annotations"]}
+        for record, keys in [(im, ("file_name", "height", "width")) for im in images.values()] + [
+            (a, ("segmentation", "image_id")) for a in anns.values()
+        ]:
+            missing = [k for k in keys if k not in record]
+            if missing:
+                raise KeyError(missing[0])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{path}: an image or annotation lacks {err}") from None
+    return images, anns
+
+
+class ReferIndex:
+    """Refs, annotations and images of one dataset/splitBy, checked on load."""
+
+    def __init__(
+        self, root: str | os.PathLike, dataset: str = "refcoco", split_by: str = "unc"
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"--data-root {self.root}: folder not found")
+        if dataset in DATASETS and split_by not in DATASETS[dataset]:
+            raise InputError(
+                f"--splitBy {split_by}: {dataset} comes with splitBy {', '.join(DATASETS[dataset])}"
+            )
+        self.dataset, self.split_by = dataset, split_by
+        refs_path = self.root / dataset / f"refs({split_by}).p"
+        instances_path = self.root / dataset / "instances.json"
+        _require_file(refs_path, "refs file")
+        _require_file(instances_path, "instances file")
+        self.refs = _parse_refs(safe_unpickle(refs_path), refs_path)
+        self.images, self.annotations = _load_instances(instances_path)
+        self.image_dir = self.root / "images" / "mscoco" / "images" / "train2014"
+        self._check_links(refs_path, instances_path)
+        self._refs_of_image: dict[int, list[Ref]] = {}
+        for ref in self.refs:
+            self._refs_of_image.setdefault(ref.image_id, []).append(ref)
+
+    def _check_links(self, refs_path: Path, instances_path: Path) -> None:
+        for ref in self.refs:
+            if ref.ann_id not in self.annotations:
+                raise InputError(
+                    f"{refs_path}: ref {ref.ref_id} points to annotation {ref.ann_id}, "
+                    f"which {instances_path.name} lacks"
+                )
+            if ref.image_id not in self.images:
+                raise InputError(
+                    f"{refs_path}: ref {ref.ref_id} points to image {ref.image_id}, "
+                    f"which {instances_path.name} lacks"
+                )
+
+    def split(self, name: str) -> list[Ref]:
+        """Refs of a split, by the rules of :func:`split_matches`."""
+        refs = [r for r in self.refs if split_matches(name, r.split)]
+        if not refs:
+            present = sorted({r.split for r in self.refs})
+            raise InputError(
+                f"--split {name}: no refs in this split (the file has {', '.join(present)})"
+            )
+        return refs
+
+    def refs_of_image(self, image_id: int) -> list[Ref]:
+        return self._refs_of_image.get(image_id, [])
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_dir / self.images[image_id]["file_name"]
+
+    def missing_images(self, refs: Sequence[Ref]) -> list[Path]:
+        """Image files of ``refs`` that are not on disk."""
+        seen: dict[int, Path] = {}
+        for ref in refs:
+            seen.setdefault(ref.image_id, self.image_path(ref.image_id))
+        return [p for p in seen.values() if not p.is_file()]
+
+    def check_images(self, refs: list[Ref], *, skip_missing: bool) -> list[Ref]:
+        """Refs whose image exists; missing images are an error unless ``skip_missing``."""
+        missing = self.missing_images(refs)
+        if not missing:
+            return refs
+        examples = ", ".join(p.name for p in missing[:3])
+        message = f"{len(missing)} image files are missing from {self.image_dir} (e.g. {examples})"
+        if not skip_missing:
+            raise InputError(message + "; pass --skip-missing to evaluate without them")
+        log.warning("%s; skipping their refs", message)
+        gone = {p.name for p in missing}
+        return [r for r in refs if self.images[r.image_id]["file_name"] not in gone]
+
+    def mask(self, ann_id: int) -> np.ndarray:
+        """(H, W) uint8 mask at the image's size: the union of all parts."""
+        ann = self.annotations[ann_id]
+        image = self.images[ann["image_id"]]
+        return segmentation_to_mask(ann["segmentation"], int(image["height"]), int(image["width"]))
+
+
+def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """COCO polygons or RLE (compressed or not) -> (H, W) uint8 union of parts."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, list):  # polygons: [[x1, y1, ...], ...]
+        polygons = [p for p in segmentation if len(p) >= 6]
+        if not polygons:
+            return np.zeros((height, width), dtype=np.uint8)
+        rles = mask_utils.frPyObjects(polygons, height, width)
+        rle = mask_utils.merge(rles)
+    elif isinstance(segmentation, dict) and "counts" in segmentation:
+        if isinstance(segmentation["counts"], list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            counts = segmentation["counts"]
+            rle = {
+                "size": segmentation["size"],
+                "counts": counts.encode() if isinstance(counts, str) else counts,
+            }
+    else:
+        raise InputError(f"unsupported segmentation of type {type(segmentation).__name__}")
+    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)

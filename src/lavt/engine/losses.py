@@ -1,0 +1,81 @@
+"""Training losses (LAVT_SPEC section 6).
+
+- ``ce``: cross-entropy over the two classes with class weights (0.9, 1.1),
+  PyTorch's weighted mean over pixels (sum of w_y * loss / sum of w_y), as the
+  reference computes it with ``F.cross_entropy(..., weight=...)``;
+- ``dice``: the multi-class Dice loss, per sample and class
+  ``2 sum(p t) / (sum(p^2 + t) + 1e-6)`` with ``p = softmax(logits)`` and ``t``
+  the one-hot target, averaged over the batch and the two classes;
+- ``ce+dice``: their sum.
+
+Losses are computed in float32 whatever the autocast dtype of the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from lavt.errors import InputError
+
+CLASS_WEIGHTS = (0.9, 1.1)
+DICE_EPS = 1e-6
+LOSSES = ("ce", "dice", "ce+dice")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_weights: tuple[float, float] = CLASS_WEIGHTS,
+) -> torch.Tensor:
+    """Weighted cross-entropy.
+
+    Args:
+        logits: (B, 2, H, W), any float dtype.
+        target: (B, H, W) int64 in {0, 1}.
+
+    Returns:
+        A float32 scalar.
+    """
+    weight = torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
+    return F.cross_entropy(logits.float(), target, weight=weight)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
+    """Multi-class Dice loss: mean over batch and classes of ``1 - dice``.
+
+    Args:
+        logits: (B, K, H, W), any float dtype.
+        target: (B, H, W) int64 in [0, K).
+
+    Returns:
+        A float32 scalar.
+    """
+    num_classes = logits.shape[1]
+    prob = logits.float().softmax(dim=1)  # (B, K, H, W)
+    onehot = F.one_hot(target, num_classes).permute(0, 3, 1, 2).to(prob.dtype)  # -> (B, K, H, W)
+    inter = (prob * onehot).sum(dim=(2, 3))  # (B, K)
+    denom = (prob * prob + onehot).sum(dim=(2, 3)) + eps  # (B, K)
+    dice = 2.0 * inter / denom
+    return (1.0 - dice).mean()
+
+
+def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Weighted cross-entropy plus Dice: (B, 2, H, W), (B, H, W) -> float32 scalar."""
+    return cross_entropy_loss(logits, target) + dice_loss(logits, target)
+
+
+def build_loss(name: str) -> LossFn:
+    """The loss function called ``name`` (one of :data:`LOSSES`)."""
+    table: dict[str, LossFn] = {
+        "ce": cross_entropy_loss,
+        "dice": dice_loss,
+        "ce+dice": ce_dice_loss,
+    }
+    if name not in table:
+        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {name!r}")
+    return table[name]

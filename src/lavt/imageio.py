@@ -1,0 +1,110 @@
+"""Reading user images robustly.
+
+``load_image`` applies the EXIF orientation (so a mask lines up with the picture
+as a viewer shows it) and converts every PIL mode to 8-bit RGB correctly:
+palette and alpha images are composited over white, CMYK goes through PIL's
+conversion, and 16/32-bit and float grayscale are *scaled* to 8 bits (by their
+bit depth, or by their range for floats), never clipped. Every failure is an
+:class:`InputError` whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lavt.errors import InputError
+
+BACKGROUND = (255, 255, 255)  # alpha is composited over white
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: image not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: image is not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: image file is empty")
+
+
+def _scale_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
+    if mode.startswith("I;16") or (
+        mode == "I" and array.max(initial=0) <= 65535 and array.min(initial=0) >= 0
+    ):
+        return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)  # 65535 -> 255
+    if mode == "I":
+        lo, hi = float(array.min()), float(array.max())
+        return _stretch(array, lo, hi)
+    lo, hi = float(np.nanmin(array)), float(np.nanmax(array))  # "F"
+    if 0.0 <= lo and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    return _stretch(np.nan_to_num(array), lo, hi)
+
+
+def _stretch(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(array.shape, dtype=np.uint8)
+    return np.round((array.astype(np.float64) - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (see the module docstring for the rules)."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        gray = _scale_to_uint8(np.asarray(image), mode)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif mode == "P":
+        return image.convert("RGB")
+    if mode in ("PA",):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open, fully decode, EXIF-transpose and convert an image to RGB."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"{path}: image is too large (over {Image.MAX_IMAGE_PIXELS} pixels; "
+            "possible decompression bomb)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: unreadable or truncated image ({err})") from None
+
+
+def save_png_atomic(image: Image.Image, path: str | os.PathLike) -> None:
+    """Write a PNG through a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
