@@ -49,7 +49,9 @@ def safe_unpickle(path: Path) -> Any:
         except UnicodeDecodeError:
             continue
         except pickle.UnpicklingError as err:
-            raise InputError(f"{path}: not a plain refs pickle ({err})") from None
+            if "refusing" in str(err):
+                raise InputError(f"{path}: not a plain refs pickle ({err})") from None
+            raise InputError(f"{path}: unreadable pickle ({err})") from None
         except Exception as err:  # truncated or garbage bytes
             raise InputError(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
     raise InputError(f"{path}: unreadable pickle (unknown text encoding)")
