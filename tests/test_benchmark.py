@@ -27,3 +27,17 @@ def test_benchmark_bad_arguments(capsys):
     assert main(["benchmark", "--batch-size", "0", "--img-size", "32"]) == 2
     err = capsys.readouterr().err
     assert "--batch-size" in err and "Traceback" not in err
+
+
+def test_benchmark_eval_and_data(tmp_path, capsys):
+    out = tmp_path / "e.json"
+    args = ["benchmark", "--preset", "tiny", "--img-size", "32", "--batch-size", "2"]
+    assert (
+        main([*args, "--mode", "eval", "--repeats", "1", "--warmup", "1", "--json", str(out)]) == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["extra"]["expressions/s (batched)"] > 0
+    assert result["extra"]["expressions/s (one at a time)"] > 0
+    assert main([*args, "--mode", "data", "--repeats", "3", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["pairs_per_second"] > 0
+    assert "samples/s per worker" in capsys.readouterr().out

@@ -77,7 +77,6 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from lavt.predict import default_checkpoint_path
 
     from lavt.checkpoint import load_model
     from lavt.data.dataset import ReferEvalDataset
@@ -85,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from lavt.distributed import cleanup, init_distributed
     from lavt.engine.evaluate import evaluate, make_eval_loader
     from lavt.engine.metrics import format_table
+    from lavt.predict import default_checkpoint_path
     from lavt.tokenizer import tokenizer_for_model
 
     splits = _check_args(args)
