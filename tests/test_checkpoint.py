@@ -19,7 +19,7 @@ from lavt.checkpoint import (
     read_torch_file,
     save_checkpoint,
 )
-from lavt.errors import CheckpointError
+from lavt.errors import CheckpointError, InputError
 from lavt.modeling import build_model
 
 
@@ -188,3 +188,16 @@ def test_convert_released_checkpoint(golden_dir, tmp_path):
     convert_to_safetensors(tmp_path / "in.pth", out)
     got, expected = _logits(load_model(out), golden_dir, "lavt_one_w7")
     assert (got - expected).abs().max() < 1e-4
+
+
+def test_convert_to_float16_halves_the_file_and_loads_as_float32(golden_dir, tmp_path):
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    convert_to_safetensors(golden_dir / "lavt_one_w7.pth", full)
+    convert_to_safetensors(golden_dir / "lavt_one_w7.pth", half, dtype="float16")
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    model = load_model(half)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    got, expected = _logits(model, golden_dir, "lavt_one_w7")
+    assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    with pytest.raises(InputError, match="--dtype"):
+        convert_to_safetensors(golden_dir / "lavt_one_w7.pth", full, dtype="int8")

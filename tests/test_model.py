@@ -176,6 +176,22 @@ def test_every_parameter_gets_a_gradient():
     assert frozen == ["backbone.layers.3.res_gate.0.weight", "backbone.layers.3.res_gate.2.weight"]
 
 
+def test_training_after_inference_still_gets_bias_gradients():
+    # inference caches the bias + shift mask sum; a training step after it must not reuse it
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).eval()
+    image = torch.randn(2, 3, 40, 40)
+    ids = torch.randint(1, 30522, (2, 20))
+    mask = torch.ones(2, 20, dtype=torch.long)
+    with torch.no_grad():
+        model(image, ids, mask)
+    model.train()
+    model(image, ids, mask).square().mean().backward()
+    tables = [n for n, p in model.named_parameters() if n.endswith("relative_position_bias_table")]
+    missing = [n for n, p in model.named_parameters() if n in tables and p.grad is None]
+    assert tables and not missing, missing
+
+
 def test_grad_checkpointing_matches():
     torch.manual_seed(0)
     model = build_model(tiny_config()).train()

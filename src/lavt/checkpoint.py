@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lavt.errors import CheckpointError
+from lavt.errors import CheckpointError, InputError
 from lavt.modeling.config import LAVTConfig, TextEncoderConfig
 from lavt.modeling.lavt import LAVT, build_model
 from lavt.modeling.swin import resize_bias_table
@@ -375,13 +375,25 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
     atomic_save({**payload, **extra}, path)
 
 
-def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike) -> LAVTConfig:
-    """Export any supported checkpoint's model weights to ``dst`` (.safetensors), atomically."""
+SAVE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def convert_to_safetensors(
+    src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str = "float32"
+) -> LAVTConfig:
+    """Export any supported checkpoint's model weights to ``dst`` (.safetensors), atomically.
+
+    ``dtype`` (float32, float16 or bfloat16) is the storage type of the floating
+    tensors; :func:`load_model` casts them back to float32.
+    """
     from safetensors.torch import save_file
 
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise CheckpointError(f"{dst}: output must end in .safetensors")
+    if dtype not in SAVE_DTYPES:
+        raise InputError(f"--dtype {dtype}: expected one of {', '.join(SAVE_DTYPES)}")
+    store = SAVE_DTYPES[dtype]
     config, sd, vocab = read_model_weights(src)
     model = build_model(config, vocab=vocab)
     load_state_dict_strict(model, sd, source=str(src))  # validate before writing
@@ -392,7 +404,10 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike) -> LA
     }
     if vocab is not None:
         meta["vocab"] = json.dumps(vocab)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.to(store) if v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)

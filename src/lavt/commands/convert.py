@@ -11,14 +11,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "input", type=Path, help="released .pth, project checkpoint or .safetensors"
     )
     parser.add_argument("output", type=Path, help="the .safetensors file to write")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="storage type of the weights (loaded back as float32); float16 halves the file",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lavt.checkpoint import convert_to_safetensors
 
-    config = convert_to_safetensors(args.input, args.output)
+    config = convert_to_safetensors(args.input, args.output, dtype=args.dtype)
     print(
         f"wrote {args.output} ({config.variant}, embed {config.embed_dim}, depths "
-        f"{'-'.join(map(str, config.depths))}, window {config.window_size})"
+        f"{'-'.join(map(str, config.depths))}, window {config.window_size}, {args.dtype})"
     )
     return 0

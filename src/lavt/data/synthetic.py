@@ -465,7 +465,8 @@ def _polygon_area(xs: list[float], ys: list[float]) -> float:
 def _add_ref(
     refs: list, split: str, image_id: int, ann_id: int, category: int, sentences: list[str]
 ) -> None:
-    first_sent = 1 + sum(len(r["sent_ids"]) for r in refs)
+    # sentence ids run on across refs (the last one used, without a quadratic sum)
+    first_sent = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
     sent_ids = list(range(first_sent, first_sent + len(sentences)))
     refs.append(
         {

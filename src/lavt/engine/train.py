@@ -810,18 +810,14 @@ def data_order(cfg: dict[str, Any], info: DistInfo, num_samples: int) -> dict[st
     }
 
 
-def load_training_state(
-    path: Path,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    scaler: torch.amp.GradScaler,
-    order: dict[str, int],
-    info: DistInfo,
-) -> TrainState:
-    """Restore a ``last.pt``: weights, optimizer, scheduler, scaler, this rank's RNGs."""
-    from lavt.checkpoint import load_state_dict_strict, read_torch_file
+def read_resume_checkpoint(path: Path, order: dict[str, int]) -> dict[str, Any]:
+    """Read a ``last.pt`` and refuse it when its data order differs from ``order``.
+
+    Only ``seed``, ``world_size``, ``batch_size`` and ``grad_accum`` of ``order``
+    are compared: with these equal, the resumed run sees the batches and the
+    schedule the interrupted one would have.
+    """
+    from lavt.checkpoint import read_torch_file
 
     ckpt = read_torch_file(path, allow_namespace=False)
     if not isinstance(ckpt, dict) or "optimizer" not in ckpt or "data_order" not in ckpt:
@@ -839,6 +835,24 @@ def load_training_state(
             "the schedule would not continue; resume with the same number of processes, "
             "--batch-size, --grad-accum and --seed"
         )
+    return ckpt
+
+
+def load_training_state(
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    order: dict[str, int],
+    info: DistInfo,
+) -> TrainState:
+    """Restore a ``last.pt``: weights, optimizer, scheduler, scaler, this rank's RNGs."""
+    from lavt.checkpoint import load_state_dict_strict
+
+    ckpt = read_resume_checkpoint(path, order)
+    saved = ckpt["data_order"]
     if saved.get("num_samples") != order["num_samples"]:
         log.warning(
             "the training split now has %d samples per process, the checkpoint's run had %s",
@@ -913,6 +927,11 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
 def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[str, Any]:
     run_dir = Path(cfg["output_dir"]) / cfg["model_id"]
     resume = resume_path(cfg, run_dir)
+    resume_iteration = None
+    if resume is not None:  # refuse an incompatible resume before the run directory changes
+        order = data_order(cfg, info, num_samples=-1)
+        resume_iteration = int(read_resume_checkpoint(resume, order)["iteration"])
+    index = load_index(cfg)  # bad data fails here, before the run directory is touched
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if info.enabled:
@@ -925,9 +944,9 @@ def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[st
         metrics = MetricsLog(
             run_dir,
             enabled=info.is_main,
-            resume_iteration=None if resume is None else _checkpoint_iteration(resume),
+            resume_iteration=resume_iteration,
         )
-        return _fit(cfg, info, device, run_dir, resume, metrics)
+        return _fit(cfg, info, device, run_dir=run_dir, resume=resume, index=index, metrics=metrics)
     finally:
         if metrics is not None:
             metrics.close()
@@ -935,15 +954,6 @@ def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[st
             log.removeHandler(handler)
             handler.close()
         log.setLevel(old_level)
-
-
-def _checkpoint_iteration(path: Path) -> int:
-    from lavt.checkpoint import read_torch_file
-
-    ckpt = read_torch_file(path, allow_namespace=False)
-    if not isinstance(ckpt, dict) or "iteration" not in ckpt:
-        raise CheckpointError(f"--resume {path}: holds no training state; resume from a last.pt")
-    return int(ckpt["iteration"])
 
 
 def build_training_model(cfg: dict[str, Any], *, initialise: bool) -> nn.Module:
@@ -981,8 +991,10 @@ def _fit(
     cfg: dict[str, Any],
     info: DistInfo,
     device: torch.device,
+    *,
     run_dir: Path,
     resume: Path | None,
+    index,
     metrics: MetricsLog,
 ) -> dict[str, Any]:
     from lavt.checkpoint import save_checkpoint, unwrap_model
@@ -1004,7 +1016,6 @@ def _fit(
         log.info("decoder BatchNorm is not synchronised on the CPU (SyncBatchNorm needs a GPU)")
 
     tokenizer = tokenizer_for_model(model)
-    index = load_index(cfg)
     train_set = build_train_dataset(cfg, index, tokenizer)
     sampler = ResumableSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, seed=cfg["seed"]

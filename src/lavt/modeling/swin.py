@@ -119,14 +119,16 @@ class WindowAttention(nn.Module):
         if mask is None:
             return self.position_bias().unsqueeze(0).to(dtype)  # (1, h, n, n)
         table = self.relative_position_bias_table
-        version = (table.data_ptr(), table._version)
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad)
+        key = (mask, dtype, table.data_ptr(), table._version)
         cache = self._bias_cache
-        if cache is not None and cache[0] is mask and cache[1] == (dtype, version):
-            return cache[2]
+        if cacheable and cache is not None and _same_key(cache[0], key):
+            return cache[1]
         nW, n, _ = mask.shape
         bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
         bias = bias.reshape(nW * self.num_heads, n, n).to(dtype)  # (nW*h, n, n)
-        self._bias_cache = None if torch.is_grad_enabled() else (mask, (dtype, version), bias)
+        # a training forward must build its own bias (it carries the graph)
+        self._bias_cache = (key, bias) if cacheable else None
         return bias
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -143,6 +145,11 @@ class WindowAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.reshape(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
         return self.proj(out.reshape(B, nW, n, C))  # (B, nW, n, C)
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Cache keys (mask, dtype, data_ptr, version): the same mask object, the rest equal."""
+    return a[0] is b[0] and a[1:] == b[1:]
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
