@@ -396,6 +396,37 @@ def test_resume_refuses_another_batch_size(tmp_path, synth_root, capsys):
     assert resolved["batch_size"] == 4 and resolved["arch"]["vocab"] == "synthetic"
 
 
+def test_init_weights_starts_from_a_checkpoint(tmp_path, synth_root, capsys):
+    from lavt.checkpoint import read_model_weights
+    from lavt.cli import main as cli_main
+
+    config = _tiny_yaml(tmp_path, synth_root, epochs=1)
+    assert cli_main(["train", "--config", str(config)]) == 0
+    best = tmp_path / "runs" / "tiny" / "best.pt"
+    _, saved, _ = read_model_weights(best)
+    # another drop-path is fine: it does not change the weights' meaning
+    cfg = T.resolve_config(config, overrides=[f"init_weights={best}", "drop_path=0.0"])
+    model = T.build_training_model(cfg, initialise=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert not T.build_training_model(cfg, initialise=False).state_dict()[key].equal(saved[key])
+
+    other = T.resolve_config(config, overrides=[f"init_weights={best}", "arch.window_size=2"])
+    with pytest.raises(CheckpointError, match="window_size"):
+        T.build_training_model(other, initialise=True)
+    with pytest.raises(InputError, match="init_weights"):
+        T.resolve_config(config, overrides=[f"init_weights={best}", "pretrained_swin_weights=x"])
+
+    capsys.readouterr()
+    missing = tmp_path / "nope.pt"
+    code = cli_main(
+        ["train", "--config", str(config), "--init-weights", str(missing), "model_id=b"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and str(missing) in err and err.count("\n") == 1
+    assert not (tmp_path / "runs" / "b").exists()  # nothing written
+
+
 def test_torchrun_two_processes_train_and_validate(tmp_path, synth_root):
     config = _tiny_yaml(tmp_path, synth_root, epochs=1, batch_size=2)
     cmd = [

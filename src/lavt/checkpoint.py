@@ -472,6 +472,39 @@ def load_swin_imagenet_weights(model: LAVT, path: str | os.PathLike) -> list[str
     return left
 
 
+#: Config fields that do not change the computation a set of weights was trained for.
+_TRAINING_ONLY_FIELDS = ("drop_path_rate", "fusion_drop", "img_size")
+_TRAINING_ONLY_TEXT_FIELDS = ("hidden_dropout", "attention_dropout")
+
+
+def _architecture(config: LAVTConfig) -> dict[str, Any]:
+    """``config`` without its regularisation and preprocessing fields."""
+    arch = config.to_dict()
+    for key in _TRAINING_ONLY_FIELDS:
+        arch.pop(key)
+    for key in _TRAINING_ONLY_TEXT_FIELDS:
+        arch["text"].pop(key)
+    return arch
+
+
+def load_lavt_weights(model: LAVT, path: str | os.PathLike) -> None:
+    """Initialise every weight of ``model`` from a LAVT checkpoint (any supported format).
+
+    For fine-tuning: the checkpoint must describe the same architecture (drop-path,
+    dropout and input size may differ) and the same tokenizer vocabulary.
+    """
+    config, sd, vocab = read_model_weights(path)
+    ours, theirs = _architecture(model.config), _architecture(config)
+    if ours != theirs:
+        differ = sorted(k for k in ours if ours[k] != theirs.get(k))
+        shown = ", ".join(f"{k} {theirs.get(k)} vs {ours[k]}" for k in differ)
+        raise CheckpointError(f"{path}: another architecture than this run's ({shown})")
+    if vocab != model.vocab:
+        raise CheckpointError(f"{path}: its tokenizer vocabulary differs from this run's")
+    load_state_dict_strict(model, sd, source=str(path))
+    log.info("initialised every weight from %s", path)
+
+
 def load_bert_weights(model: LAVT, source: str) -> None:
     """Initialise the text encoder from a BERT (local directory or Hugging Face name)."""
     from transformers import BertModel

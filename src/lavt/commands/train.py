@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--text-encoder", dest="text_encoder", default=S, help="BERT: HF name or local dir"
     )
     new.add_argument(
+        "--init-weights",
+        dest="init_weights",
+        default=S,
+        metavar="PATH",
+        help="fine-tune: start from a LAVT checkpoint's weights (same architecture)",
+    )
+    new.add_argument(
         "--text-trainable",
         dest="text_trainable",
         default=S,

@@ -78,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "pretrained_swin_weights": None,
     "text_encoder": None,  # Hugging Face name or local directory of a BERT
     "text_trainable": "0-9",
+    "init_weights": None,  # a LAVT checkpoint to fine-tune from (weights only)
     # optimisation
     "batch_size": 8,  # per process
     "val_batch_size": None,  # default: batch_size
@@ -112,6 +113,7 @@ _TYPES: dict[str, type] = {
     "arch": dict,
     "pretrained_swin_weights": str,
     "text_encoder": str,
+    "init_weights": str,
     "val_batch_size": int,
     "model_id": str,
     "resume": str,
@@ -259,6 +261,11 @@ def validate_config(cfg: dict[str, Any], source: str = "config") -> dict[str, An
         raise InputError(f"{source}: lr must be positive and wd not negative")
     if not 0.0 <= out["drop_path"] < 1.0:
         raise InputError(f"{source}: drop_path must be in [0, 1), got {out['drop_path']}")
+    if out["init_weights"] and (out["pretrained_swin_weights"] or out["text_encoder"]):
+        raise InputError(
+            f"{source}: init_weights sets every weight; drop pretrained_swin_weights "
+            "and text_encoder"
+        )
     if out["model_id"] is None:
         out["model_id"] = f"{out['model']}_{out['dataset']}"
     return out
@@ -839,8 +846,9 @@ def read_resume_checkpoint(path: Path, order: dict[str, int]) -> dict[str, Any]:
 
 
 def load_training_state(
-    path: Path,
+    ckpt: dict[str, Any],
     *,
+    source: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -848,10 +856,14 @@ def load_training_state(
     order: dict[str, int],
     info: DistInfo,
 ) -> TrainState:
-    """Restore a ``last.pt``: weights, optimizer, scheduler, scaler, this rank's RNGs."""
+    """Restore a ``last.pt`` read by :func:`read_resume_checkpoint`.
+
+    Weights, optimizer, scheduler, scaler and this rank's RNGs; ``source`` names
+    the file in messages.
+    """
     from lavt.checkpoint import load_state_dict_strict
 
-    ckpt = read_resume_checkpoint(path, order)
+    path = source
     saved = ckpt["data_order"]
     if saved.get("num_samples") != order["num_samples"]:
         log.warning(
@@ -927,10 +939,16 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
 def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[str, Any]:
     run_dir = Path(cfg["output_dir"]) / cfg["model_id"]
     resume = resume_path(cfg, run_dir)
-    resume_iteration = None
-    if resume is not None:  # refuse an incompatible resume before the run directory changes
-        order = data_order(cfg, info, num_samples=-1)
-        resume_iteration = int(read_resume_checkpoint(resume, order)["iteration"])
+    # Read once, here: an incompatible resume is refused before the run directory
+    # changes; _fit takes the dict out of ``pending`` so that it is freed once loaded.
+    pending: dict[str, Any] = {}
+    if resume is not None:
+        pending = {
+            "path": resume,
+            "ckpt": read_resume_checkpoint(resume, data_order(cfg, info, num_samples=-1)),
+        }
+    if cfg["init_weights"] and not pending and not Path(cfg["init_weights"]).is_file():
+        raise InputError(f"--init-weights {cfg['init_weights']}: file not found")
     index = load_index(cfg)  # bad data fails here, before the run directory is touched
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -944,9 +962,11 @@ def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[st
         metrics = MetricsLog(
             run_dir,
             enabled=info.is_main,
-            resume_iteration=resume_iteration,
+            resume_iteration=int(pending["ckpt"]["iteration"]) if pending else None,
         )
-        return _fit(cfg, info, device, run_dir=run_dir, resume=resume, index=index, metrics=metrics)
+        return _fit(
+            cfg, info, device, run_dir=run_dir, resume=pending, index=index, metrics=metrics
+        )
     finally:
         if metrics is not None:
             metrics.close()
@@ -957,8 +977,12 @@ def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[st
 
 
 def build_training_model(cfg: dict[str, Any], *, initialise: bool) -> nn.Module:
-    """The model of ``cfg`` on the CPU, initialised from ImageNet Swin / BERT weights if given."""
-    from lavt.checkpoint import load_bert_weights, load_swin_imagenet_weights
+    """The model of ``cfg`` on the CPU.
+
+    With ``initialise``: from ``init_weights`` (a LAVT checkpoint), or from ImageNet
+    Swin / BERT weights, when given; otherwise (or on resume) randomly initialised.
+    """
+    from lavt.checkpoint import load_bert_weights, load_lavt_weights, load_swin_imagenet_weights
     from lavt.engine.optim import configure_text_trainable
     from lavt.modeling import build_model
 
@@ -968,6 +992,8 @@ def build_training_model(cfg: dict[str, Any], *, initialise: bool) -> nn.Module:
         load_swin_imagenet_weights(model, cfg["pretrained_swin_weights"])
     if initialise and cfg["text_encoder"]:
         load_bert_weights(model, cfg["text_encoder"])
+    if initialise and cfg["init_weights"]:
+        load_lavt_weights(model, cfg["init_weights"])
     layers = configure_text_trainable(model, cfg["text_trainable"])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -993,10 +1019,11 @@ def _fit(
     device: torch.device,
     *,
     run_dir: Path,
-    resume: Path | None,
+    resume: dict[str, Any],
     index,
     metrics: MetricsLog,
 ) -> dict[str, Any]:
+    """Train; ``resume`` is empty or ``{"path", "ckpt"}`` (the ckpt is popped, then freed)."""
     from lavt.checkpoint import save_checkpoint, unwrap_model
     from lavt.data.dataset import collate_train
     from lavt.engine.losses import build_loss
@@ -1004,7 +1031,7 @@ def _fit(
     from lavt.tokenizer import tokenizer_for_model
 
     seed_everything(cfg["seed"])  # the same initial weights on every rank
-    model = build_training_model(cfg, initialise=resume is None)
+    model = build_training_model(cfg, initialise=not resume)
     model.to(device)
     if cfg["channels_last"]:
         model.to(memory_format=torch.channels_last)
@@ -1047,9 +1074,10 @@ def _fit(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg["amp"] == "fp16")
     order = data_order(cfg, info, sampler.num_samples)
-    if resume is not None:
+    if resume:
         state = load_training_state(
-            resume,
+            resume.pop("ckpt"),
+            source=resume["path"],
             model=model,
             optimizer=optimizer,
             scheduler=scheduler,
@@ -1237,6 +1265,9 @@ def build_validator(
     )
 
     def validate(model: nn.Module, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+        if info.enabled:  # every rank evaluates rank 0's model, the one that is saved
+            for buffer in model.buffers():  # (unsynchronised BatchNorm statistics differ)
+                torch_dist.broadcast(buffer, src=0)
         result = evaluate(model, loader, device, amp_dtype=amp_dtype, keep_records=False)
         return {**result.metrics.summary(), "num_expressions": result.metrics.num_expressions}
 
