@@ -242,13 +242,21 @@ def test_resumable_sampler_skips_consumed_samples():
 
 def test_config_precedence_and_errors(tmp_path):
     base = tmp_path / "base.yaml"
-    base.write_text("dataset: refcoco+\nlr: 1.0e-4\nepochs: 5\nbatch_size: 4\n")
+    base.write_text(
+        "dataset: refcoco+\nlr: 1.0e-4\nepochs: 5\nbatch_size: 4\n"
+        "arch:\n  embed_dim: 8\n  window_size: 4\n  text:\n    hidden_size: 64\n"
+    )
     child = tmp_path / "child.yaml"
     child.write_text("base: base.yaml\nepochs: 7\narch:\n  embed_dim: 16\n")
     cfg = T.resolve_config(child, {"batch_size": 2}, ["lr=3e-4", "arch.text.num_layers=2"])
     assert cfg["dataset"] == "refcoco+" and cfg["epochs"] == 7 and cfg["batch_size"] == 2
     assert cfg["lr"] == 3e-4 and isinstance(cfg["lr"], float)
-    assert cfg["arch"] == {"embed_dim": 16, "text": {"num_layers": 2}}
+    # a child's arch updates its base's key by key, nested mappings too
+    assert cfg["arch"] == {
+        "embed_dim": 16,
+        "window_size": 4,
+        "text": {"hidden_size": 64, "num_layers": 2},
+    }
     assert cfg["model_id"] == "lavt_refcoco+" and cfg["swin_type"] == "base"
     with pytest.raises(InputError, match="unknown config key 'epoch'"):
         T.resolve_config(None, {}, ["epoch=3"])

@@ -179,8 +179,15 @@ def load_config_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> d
     for key, value in data.items():
         if key not in DEFAULTS:
             raise InputError(f"--config {path}: unknown config key {key!r}")
-        out[key] = value
+        out[key] = _merge(out.get(key), value)
     return out
+
+
+def _merge(base: Any, value: Any) -> Any:
+    """A child config's mapping updates its base's key by key (``arch.text`` too)."""
+    if isinstance(base, dict) and isinstance(value, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in value.items()}}
+    return value
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
