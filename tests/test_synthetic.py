@@ -13,8 +13,14 @@ from PIL import Image
 from lavt.cli import main
 from lavt.data.synthetic import (
     COLOURS,
+    EXPRESSION_KINDS,
     SHAPES,
     SceneObject,
+    _attribute_expressions,
+    _ordinal_expressions,
+    _relation_expressions,
+    _sample_scene,
+    expression_kind,
     expressions_for,
     generate_dataset,
     render_scene,
@@ -138,6 +144,24 @@ def test_expressions_are_unambiguous():
     for _ in range(30):
         for expression in expressions_for(rng, scene, scene[0], side):
             assert "rightmost" not in expression and "green" not in expression
+
+
+def test_expression_kind_names_the_template_family():
+    rng = random.Random(3)
+    counts = dict.fromkeys(EXPRESSION_KINDS, 0)
+    for _ in range(300):
+        objects = _sample_scene(rng, 96, 96, None)
+        target = rng.choice(objects)
+        families = {
+            "attribute": _attribute_expressions(rng, objects, target),
+            "ordinal": _ordinal_expressions(rng, objects, target, 96),
+            "relation": _relation_expressions(rng, objects, target, 96),
+        }
+        for kind, expressions in families.items():
+            for expression in expressions:
+                assert expression_kind(expression) == kind, expression
+                counts[kind] += 1
+    assert min(counts.values()) > 50
 
 
 def test_vocabulary_covers_every_word(dataset):

@@ -340,6 +340,28 @@ def expressions_for(
     return list(dict.fromkeys(chosen))
 
 
+EXPRESSION_KINDS = ("attribute", "ordinal", "relation")
+_EXTREMES = ("leftmost", "rightmost", "topmost", "bottommost")
+
+
+def expression_kind(expression: str) -> str:
+    """Which template family wrote ``expression``: "attribute", "ordinal" or "relation".
+
+    Relations name an anchor after a relation phrase ("... left of the ...");
+    ordinals count from an end ("second ... from the left", "the leftmost ...",
+    "the circle on the top"); everything else describes the object itself.
+    """
+    phrases = [p for synonyms in RELATION_WORDS.values() for p in synonyms]
+    if any(f" {phrase} the " in f" {expression} " for phrase in phrases):
+        return "relation"
+    words = expression.split()
+    if " from the " in expression or any(w in _EXTREMES for w in words):
+        return "ordinal"
+    if len(words) >= 3 and words[-3:-1] == ["on", "the"]:
+        return "ordinal"
+    return "attribute"
+
+
 def synthetic_vocabulary() -> list[str]:
     """WordPiece vocabulary covering every word the generator writes ([PAD] = 0)."""
     words: set[str] = set(TEMPLATE_WORDS.split())
