@@ -12,7 +12,7 @@ OUT=${DEMO_OUT:-demo_output}
 DATA="$OUT/synthetic"
 
 # new scenes (another seed than the default model's training data)
-lavt synth --output "$DATA" --images 1000 --seed 2026 --image-size 96 96 --overwrite
+lavt synth --output "$DATA" --images 1000 --seed 2026 --image-size 64 64 --overwrite
 
 echo "== default model, synthetic val split (published protocol) =="
 lavt evaluate --data-root "$DATA" --dataset refcoco --splitBy unc --split val \

@@ -1,6 +1,6 @@
 """Metrics of a synthetic-data evaluation per expression family.
 
-    lavt evaluate --data-root data/synthetic96 --output eval_output
+    lavt evaluate --data-root data/synthetic64 --output eval_output
     python scripts/synthetic_breakdown.py eval_output [--split val]
 
 Reads the per-expression records that ``lavt evaluate`` writes
