@@ -870,7 +870,6 @@ def load_training_state(
     """
     from lavt.checkpoint import load_state_dict_strict
 
-    path = source
     saved = ckpt["data_order"]
     if saved.get("num_samples") != order["num_samples"]:
         log.warning(
@@ -878,7 +877,7 @@ def load_training_state(
             order["num_samples"],
             saved.get("num_samples"),
         )
-    load_state_dict_strict(model, ckpt["model"], source=str(path))
+    load_state_dict_strict(model, ckpt["model"], source=str(source))
     optimizer.load_state_dict(ckpt["optimizer"])
     sched = dict(ckpt["scheduler"])
     sched["lr_lambdas"] = [None] * len(scheduler.lr_lambdas)  # keep this run's rule
@@ -896,7 +895,7 @@ def load_training_state(
     )
     log.info(
         "resumed from %s: epoch %d, batch %d of it, iteration %d",
-        path,
+        source,
         state.epoch,
         state.batch_in_epoch,
         state.iteration,
