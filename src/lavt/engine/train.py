@@ -227,11 +227,9 @@ def resolve_config(
             continue
         if parts[0] != "arch":
             raise InputError(f"override {item!r}: only arch.* keys are nested")
-        node = cfg["arch"] = dict(cfg["arch"] or {})
-        for part in parts[1:-1]:
-            node[part] = dict(node.get(part) or {})
-            node = node[part]
-        node[parts[-1]] = value
+        for part in reversed(parts[1:]):  # arch.text.num_layers=2 -> {"text": {"num_layers": 2}}
+            value = {part: value}
+        cfg["arch"] = _merge(cfg["arch"], value)
     return validate_config(cfg)
 
 
