@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except LavtError as err:
-        print(f"lavt {args.command}: error: {err}", file=sys.stderr)
+        flags = getattr(args, "_flags", None)
+        print(f"lavt {args.command}: error: {err.message_for_cli(flags)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"lavt {args.command}: interrupted", file=sys.stderr)

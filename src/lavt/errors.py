@@ -9,9 +9,26 @@ from __future__ import annotations
 
 
 class LavtError(Exception):
-    """An error caused by user input, with a one-line message for the user."""
+    """An error caused by user input, with a one-line message for the user.
+
+    ``param`` names the parameter at fault (``device``, ``img_size``) when the
+    message starts with it: the CLI shows that parameter as its flag
+    (``--device``), a Python caller sees the parameter's own name.
+    """
 
     exit_code: int = 2
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def message_for_cli(self, flags: dict[str, str] | None = None) -> str:
+        """The message with a leading parameter name replaced by its CLI flag."""
+        text = str(self)
+        if self.param and text.startswith(self.param):
+            flag = (flags or {}).get(self.param, "--" + self.param.replace("_", "-"))
+            text = flag + text[len(self.param) :]
+        return text
 
 
 class CheckpointError(LavtError):

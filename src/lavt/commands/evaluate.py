@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
     from lavt.checkpoint import load_model
     from lavt.data.dataset import ReferEvalDataset
     from lavt.data.refer import ReferIndex
-    from lavt.distributed import cleanup, init_distributed
     from lavt.engine.evaluate import evaluate, make_eval_loader
     from lavt.engine.metrics import format_table
     from lavt.predict import default_checkpoint_path
+    from lavt.runtime import cleanup_distributed, init_distributed
     from lavt.tokenizer import tokenizer_for_model
 
     splits = _check_args(args)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         if info.is_main:
             _write_summary(args, results, format_table)
     finally:
-        cleanup(info)
+        cleanup_distributed(info)
     return 0
 
 

@@ -48,8 +48,8 @@ import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from lavt.distributed import DistInfo, cleanup, init_distributed
 from lavt.errors import CheckpointError, InputError, LavtError
+from lavt.runtime import DistInfo, cleanup_distributed, init_distributed
 
 log = logging.getLogger("lavt")
 
@@ -937,7 +937,7 @@ def main(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         return _train(cfg, info, device)
     finally:
-        cleanup(info)
+        cleanup_distributed(info)
 
 
 def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[str, Any]:
