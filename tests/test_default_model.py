@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import lavt
+from lavt.assets import default_model_path
 from lavt.cli import main
-from lavt.predict import default_checkpoint_path
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _overall_iou(model, root, *, swap: bool) -> float:
 
 
 def test_default_model_is_bundled_and_small():
-    path = default_checkpoint_path()
+    path = default_model_path()
     assert path.suffix == ".safetensors"
     assert path.stat().st_size <= 10 * 2**20
     model = lavt.load_model(path)
@@ -52,7 +52,7 @@ def test_default_model_is_bundled_and_small():
 
 
 def test_default_model_segments_unseen_scenes_by_their_text(scenes):
-    model = lavt.load_model(default_checkpoint_path())
+    model = lavt.load_model(default_model_path())
     plain = _overall_iou(model, scenes, swap=False)
     swapped = _overall_iou(model, scenes, swap=True)
     # measured for the shipped model: 72.4 / 1.8 (README, "The bundled default model")

@@ -17,32 +17,18 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lavt.assets import default_model_path
 from lavt.data.transforms import image_to_tensor
-from lavt.errors import CheckpointError, InputError
+from lavt.errors import InputError
 from lavt.imageio import load_image, to_rgb
 from lavt.modeling import LAVT
 from lavt.tokenizer import check_expression, tokenizer_for_model
-
-DEFAULT_CHECKPOINT = "lavt_synthetic.safetensors"
-
-
-def default_checkpoint_path() -> Path:
-    """The small model shipped in the package (trained on ``lavt synth`` scenes)."""
-    path = Path(str(resources.files("lavt") / "assets" / DEFAULT_CHECKPOINT))
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: the bundled default model is missing from this installation; "
-            "pass --checkpoint"
-        )
-    return path
 
 
 def default_device() -> torch.device:
@@ -105,7 +91,7 @@ class Predictor:
         from lavt.checkpoint import load_model
 
         device = torch.device(device) if device is not None else default_device()
-        model = load_model(path if path is not None else default_checkpoint_path(), device=device)
+        model = load_model(path if path is not None else default_model_path(), device=device)
         return cls(model, device=device, **kwargs)
 
     def _as_image(self, image: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:

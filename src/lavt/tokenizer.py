@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from lavt.assets import bert_vocab_path
 from lavt.errors import CheckpointError, InputError
 
 DEFAULT_MAX_LENGTH = 20
-
-
-def default_vocab_path() -> Path:
-    """Path of the bundled bert-base-uncased vocabulary (30,522 lines)."""
-    return Path(str(resources.files("lavt") / "assets" / "bert-base-uncased-vocab.txt"))
 
 
 @lru_cache(maxsize=8)
@@ -69,7 +64,7 @@ class Tokenizer:
             self.vocab_path = None
             self._tok = _load_wordpiece(tuple(vocab))
         else:
-            path = Path(vocab_path) if vocab_path is not None else default_vocab_path()
+            path = Path(vocab_path) if vocab_path is not None else bert_vocab_path()
             if not path.is_file():
                 raise InputError(f"{path}: vocabulary file not found")
             self.vocab_path = path

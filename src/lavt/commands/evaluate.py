@@ -78,12 +78,12 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lavt.assets import default_model_path
     from lavt.checkpoint import load_model
     from lavt.data.dataset import ReferEvalDataset
     from lavt.data.refer import ReferIndex
     from lavt.engine.evaluate import evaluate, make_eval_loader
     from lavt.engine.metrics import format_table
-    from lavt.predict import default_checkpoint_path
     from lavt.runtime import cleanup_distributed, init_distributed
     from lavt.tokenizer import tokenizer_for_model
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     }
     info, device = init_distributed(args.device)
     try:
-        model = load_model(args.checkpoint or default_checkpoint_path(), device=device)
+        model = load_model(args.checkpoint or default_model_path(), device=device)
         tokenizer = tokenizer_for_model(model)
         img_size = args.img_size or model.config.img_size
         amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
