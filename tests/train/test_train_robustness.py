@@ -56,6 +56,7 @@ def test_resume_auto_refuses_a_run_dir_that_is_not_there(tmp_path):
     assert resume_path(cfg) is None
 
 
+@pytest.mark.slow
 def test_resume_protects_the_run_config(tmp_path, synth_root, capsys):  # noqa: F811
     config = _tiny_yaml(tmp_path, synth_root, epochs=1)
     cfg = resolve_config(config)
@@ -153,3 +154,18 @@ def test_workers_stop_when_the_torchrun_launcher_dies(tmp_path, synth_root):  # 
                 os.kill(pid, signal.SIGKILL)
         if launcher.poll() is None:
             launcher.kill()
+
+
+@pytest.mark.slow
+def test_bf16_accumulation_channels_last_and_checkpointing_train(tmp_path, synth_root):  # noqa: F811
+    config = _tiny_yaml(tmp_path, synth_root, epochs=1, val_every=5)
+    cfg = resolve_config(
+        config,
+        {"amp": "bf16", "grad_accum": 2, "channels_last": True, "grad_checkpointing": True},
+    )
+    summary = lavt.train.main(cfg)
+    records = read_metrics(Path(summary["run_dir"]) / "metrics.jsonl")
+    losses = [r["loss"] for r in records if r["type"] == "train"]
+    assert summary["iterations"] == len(losses) > 0 and summary["skipped_steps"] == 0
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert read_torch_file(Path(summary["run_dir"]) / "last.pt")["data_order"]["grad_accum"] == 2

@@ -57,6 +57,7 @@ def _model(**overrides):
     return model.train()
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_fixed_batch():
     model = _model()
     optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.01)
@@ -351,6 +352,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["iteration"]: r["loss"] for r in records if r["type"] == "train"}
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_gives_the_same_losses(tmp_path, synth_root):
     straight = _tiny_yaml(tmp_path / "a", synth_root)
     subprocess.run(_train_cmd(straight), env=_env(), check=True, capture_output=True)
@@ -392,6 +394,7 @@ def test_sigkill_and_resume_gives_the_same_losses(tmp_path, synth_root):
     assert final_b["epoch"] == 2 and final_b["iteration"] == total
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_batch_size(tmp_path, synth_root, capsys):
     from lavt.cli import main as cli_main
 
@@ -413,6 +416,7 @@ def test_resume_refuses_another_batch_size(tmp_path, synth_root, capsys):
     assert resolved.batch_size == 4 and resolved.arch["vocab"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_init_weights_starts_from_a_checkpoint(tmp_path, synth_root, capsys):
     from lavt.checkpoint import read_model_weights
     from lavt.cli import main as cli_main
@@ -444,6 +448,7 @@ def test_init_weights_starts_from_a_checkpoint(tmp_path, synth_root, capsys):
     assert not (tmp_path / "runs" / "b").exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_and_validate(tmp_path, synth_root):
     config = _tiny_yaml(tmp_path, synth_root, epochs=1, batch_size=2)
     cmd = [
