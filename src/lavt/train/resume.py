@@ -14,7 +14,7 @@ import itertools
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +231,8 @@ def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """
     now = cfg.to_dict()
     changes = []
-    for key, field in FIELDS.items():
-        before = saved.get(key, field.default)
+    for key, option in FIELDS.items():
+        before = saved.get(key, option.default)
         if key == "model_id" and before is None:
             continue
         if before != now[key] and not _same_number(before, now[key]):
@@ -319,3 +319,38 @@ def load_training_state(
         state.iteration,
     )
     return state
+
+
+@dataclass
+class Resume:
+    """A checkpoint accepted for resuming this run, and how its config differs."""
+
+    path: Path
+    ckpt: dict[str, Any] | None
+    changed: list[str] = field(default_factory=list)  # accepted with allow_config_change
+    neutral: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, info: DistInfo) -> Resume | None:
+        """The run's checkpoint to continue from (None: a new run); refusals happen here."""
+        path = resume_path(cfg)
+        if path is None:
+            return None
+        ckpt = read_resume_checkpoint(path, data_order(cfg, info, num_samples=-1))
+        return cls(path, ckpt, *check_config_unchanged(ckpt, cfg, path))
+
+    @property
+    def iteration(self) -> int:
+        return int(self.ckpt["iteration"]) if self.ckpt else -1
+
+    def log_changes(self) -> None:
+        for change in self.changed:
+            log.warning("resumed with a changed config (allow_config_change): %s", change)
+        for change in self.neutral:
+            log.info("resumed with %s (does not change the result)", change)
+
+    def restore(self, **objects: Any) -> TrainState:
+        """:func:`load_training_state`, then the checkpoint's memory is released."""
+        state = load_training_state(self.ckpt, source=self.path, **objects)
+        self.ckpt = None
+        return state

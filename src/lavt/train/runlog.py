@@ -96,6 +96,12 @@ class MetricsLog:
                 ):
                     self.writer.add_scalar(f"{kind}/{key}", value, record["iteration"])
 
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if not self.enabled:
             return

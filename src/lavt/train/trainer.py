@@ -36,13 +36,10 @@ from lavt.train.loop import BufferGuard, NonFiniteTracker, train_one_epoch
 from lavt.train.model import build_training_model
 from lavt.train.resume import (
     ResumableSampler,
+    Resume,
     TrainState,
-    check_config_unchanged,
     data_order,
     gather_rng_states,
-    load_training_state,
-    read_resume_checkpoint,
-    resume_path,
     seed_everything,
 )
 from lavt.train.runlog import MetricsLog, log_val_record, plot_curves, run_logging
@@ -58,44 +55,33 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     info, device = init_distributed(cfg.device)
     with contextlib.ExitStack() as stack:
         stack.callback(cleanup_distributed, info)
-
-        # Refuse a bad resume, init file or dataset before the run directory changes.
-        resume_from = resume_path(cfg)
-        ckpt = (
-            read_resume_checkpoint(resume_from, data_order(cfg, info, -1)) if resume_from else None
-        )
-        changed, neutral = check_config_unchanged(ckpt, cfg, resume_from) if ckpt else ([], [])
-        if cfg.init_weights and ckpt is None and not Path(cfg.init_weights).is_file():
-            raise InputError(
-                f"init_weights {cfg.init_weights}: file not found", param="init_weights"
-            )
-        index = load_index(cfg)
-        run_dir = prepare_run_dir(cfg, info, resuming=ckpt is not None, changed=bool(changed))
+        resume, index = preflight(cfg, info)  # refusals come before the run directory changes
+        run_dir = prepare_run_dir(cfg, info, resume)
         stack.enter_context(run_logging(run_dir, info))
-        for change in changed:
-            log.warning("resumed with a changed config (allow_config_change): %s", change)
-        for change in neutral:
-            log.info("resumed with %s (does not change the result)", change)
-        resume_iteration = int(ckpt["iteration"]) if ckpt else None
-        metrics = MetricsLog(run_dir, enabled=info.is_main, resume_iteration=resume_iteration)
-        stack.callback(metrics.close)
+        if resume is not None:
+            resume.log_changes()
+        metrics = stack.enter_context(
+            MetricsLog(
+                run_dir, enabled=info.is_main, resume_iteration=resume.iteration if resume else None
+            )
+        )
 
         # Model, data, optimizer.
         seed_everything(cfg.seed)  # the same initial weights on every rank
-        model = place_model(build_training_model(cfg, initialise=ckpt is None), cfg, info, device)
+        model = build_training_model(cfg, initialise=resume is None)
+        model = place_model(model, cfg, info, device)
         data = TrainData.build(cfg, index, model, info, device)
-        val_loader = build_val_loader(cfg, index, data.tokenizer, info, device)
+        validate = build_validator(cfg, index, data.tokenizer, info, device)
         optimizer, scheduler, scaler = build_optimization(cfg, model, data.steps_per_epoch, device)
         order = data_order(cfg, info, data.sampler.num_samples)
         saver = Checkpointer(run_dir, cfg, info, model, optimizer, scheduler, scaler, order)
 
         # Resume, or start with per-rank dropout and drop-path.
-        if ckpt is not None:
-            state = load_training_state(
-                ckpt, source=resume_from, model=model, optimizer=optimizer,
-                scheduler=scheduler, scaler=scaler, order=order, info=info,
+        if resume is not None:
+            state = resume.restore(
+                model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                order=order, info=info,
             )  # fmt: skip
-            del ckpt  # free the checkpoint's copy of the weights and optimizer state
         else:
             state = TrainState()
             seed_everything(cfg.seed + info.rank)
@@ -119,7 +105,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 saver.save_last(state)  # every checkpoint_every steps inside the epoch
             val = None
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-                last_val = val = validate(model, val_loader, device, amp_dtype, info)
+                last_val = val = validate(model, amp_dtype)
                 metrics.write({"type": "val", "epoch": epoch, "iteration": state.iteration, **val})
                 log_val_record({"epoch": epoch, **val})
             state.epoch, state.batch_in_epoch = epoch + 1, 0
@@ -159,6 +145,14 @@ def exit_with_launcher(poll_s: float = 1.0) -> None:
     _launcher_watch_started = True
 
 
+def preflight(cfg: TrainConfig, info: DistInfo) -> tuple[Resume | None, Any]:
+    """Check what can be refused before anything is written: resume, init file, dataset."""
+    resume = Resume.open(cfg, info)
+    if cfg.init_weights and resume is None and not Path(cfg.init_weights).is_file():
+        raise InputError(f"init_weights {cfg.init_weights}: file not found", param="init_weights")
+    return resume, load_index(cfg)
+
+
 def load_index(cfg: TrainConfig):
     """The refer index of ``cfg``'s dataset (checked on load)."""
     from lavt.data.refer import ReferIndex
@@ -166,7 +160,7 @@ def load_index(cfg: TrainConfig):
     return ReferIndex(cfg.data_root, cfg.dataset, cfg.splitBy)
 
 
-def prepare_run_dir(cfg: TrainConfig, info: DistInfo, *, resuming: bool, changed: bool) -> Path:
+def prepare_run_dir(cfg: TrainConfig, info: DistInfo, resume: Resume | None) -> Path:
     """Create the run directory; write ``config.yaml`` for a new run or an accepted change.
 
     On resume with an unchanged config the saved file is left as it is; an
@@ -174,11 +168,12 @@ def prepare_run_dir(cfg: TrainConfig, info: DistInfo, *, resuming: bool, changed
     """
     run_dir = cfg.run_dir
     path = run_dir / "config.yaml"
+    changed = resume is not None and bool(resume.changed)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resuming and changed and path.exists():
+        if changed and path.exists():
             path.rename(run_dir / f"config.before-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
-        if not resuming or changed or not path.exists():
+        if resume is None or not path.exists():
             save_config(cfg, path)
     barrier()
     return run_dir
@@ -258,14 +253,19 @@ class TrainData:
         return self.loader
 
 
-def build_val_loader(cfg: TrainConfig, index, tokenizer, info: DistInfo, device) -> DataLoader:
-    """Every expression of the validation split, objects sharded over the processes."""
+def build_validator(cfg: TrainConfig, index, tokenizer, info: DistInfo, device):
+    """``validate(model, amp_dtype) -> metrics`` (percentages) over the validation split.
+
+    The evaluation driver's loader shards the objects over the processes and its
+    ``evaluate`` merges the integer sums. Every rank evaluates rank 0's model,
+    the one that is saved (unsynchronised BatchNorm statistics differ).
+    """
     from lavt.data.dataset import ReferEvalDataset
-    from lavt.engine.evaluate import make_eval_loader
+    from lavt.engine.evaluate import evaluate, make_eval_loader
 
     refs = index.check_images(index.split(cfg.val_split), skip_missing=cfg.skip_missing)
     dataset = ReferEvalDataset(index, refs, tokenizer=tokenizer, img_size=cfg.img_size)
-    return make_eval_loader(
+    loader = make_eval_loader(
         dataset,
         batch_size=cfg.val_batch_size or cfg.batch_size,
         workers=cfg.workers,
@@ -273,6 +273,17 @@ def build_val_loader(cfg: TrainConfig, index, tokenizer, info: DistInfo, device)
         world_size=info.world_size,
         pin_memory=device.type == "cuda",
     )
+
+    def validate(model: nn.Module, amp_dtype: torch.dtype | None) -> dict[str, Any]:
+        plain = unwrap_model(model)
+        if info.enabled:
+            for buffer in plain.buffers():
+                torch_dist.broadcast(buffer, src=0)
+        result = evaluate(plain, loader, device, amp_dtype=amp_dtype, keep_records=False)
+        plain.train()
+        return {**result.metrics.summary(), "num_expressions": result.metrics.num_expressions}
+
+    return validate
 
 
 def build_optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int, device):
@@ -290,24 +301,7 @@ def build_optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int,
     return optimizer, scheduler, scaler
 
 
-# ----------------------------------------------------------------------------- each epoch
-
-
-def validate(model: nn.Module, loader: DataLoader, device, amp_dtype, info: DistInfo) -> dict:
-    """Metrics (percentages) of the unwrapped ``model`` over the validation ``loader``.
-
-    Every rank evaluates rank 0's model, the one that is saved (unsynchronised
-    BatchNorm statistics differ); the integer sums are merged across ranks.
-    """
-    from lavt.engine.evaluate import evaluate
-
-    plain = unwrap_model(model)
-    if info.enabled:
-        for buffer in plain.buffers():
-            torch_dist.broadcast(buffer, src=0)
-    result = evaluate(plain, loader, device, amp_dtype=amp_dtype, keep_records=False)
-    plain.train()
-    return {**result.metrics.summary(), "num_expressions": result.metrics.num_expressions}
+# ----------------------------------------------------------------------------- saving
 
 
 class Checkpointer:
