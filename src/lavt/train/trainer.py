@@ -33,7 +33,7 @@ from lavt.runtime import (
 )
 from lavt.train.config import AMP_NAMES, TrainConfig, save_config
 from lavt.train.loop import BufferGuard, NonFiniteTracker, train_one_epoch
-from lavt.train.model import build_training_model
+from lavt.train.model import build_training_model, resolve_model_config
 from lavt.train.resume import (
     ResumableSampler,
     Resume,
@@ -146,8 +146,9 @@ def exit_with_launcher(poll_s: float = 1.0) -> None:
 
 
 def preflight(cfg: TrainConfig, info: DistInfo) -> tuple[Resume | None, Any]:
-    """Check what can be refused before anything is written: resume, init file, dataset."""
+    """Check what can be refused before anything is written: resume, model, init file, data."""
     resume = Resume.open(cfg, info)
+    resolve_model_config(cfg)  # a bad arch or mha
     if cfg.init_weights and resume is None and not Path(cfg.init_weights).is_file():
         raise InputError(f"init_weights {cfg.init_weights}: file not found", param="init_weights")
     return resume, load_index(cfg)
