@@ -114,7 +114,9 @@ class TrainConfig:
     lr_power: float = opt(
         0.9, "power of the polynomial LR decay", group="optimisation", check="non_negative"
     )
-    loss: str = opt("ce", "loss", group="optimisation", choices=LOSSES)
+    loss: str = opt(
+        "ce", "weighted cross-entropy, Dice, or both", group="optimisation", choices=LOSSES
+    )
     grad_accum: int = opt(
         1, "batches accumulated per optimizer step", group="optimisation", check="positive"
     )
