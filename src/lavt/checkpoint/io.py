@@ -139,7 +139,10 @@ def check_finite(sd: Mapping[str, torch.Tensor], *, source: str, action: str = "
 def load_state_dict_strict(
     model: nn.Module, sd: Mapping[str, torch.Tensor], *, source: str
 ) -> None:
-    """Load ``sd`` into ``model``; a missing, unexpected, mis-shaped or non-finite tensor is an error."""
+    """Load ``sd`` into ``model``.
+
+    A missing, unexpected, mis-shaped or non-finite tensor is an error naming it.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -267,7 +270,9 @@ def check_output_file(path: Path, *, param: str = "output") -> None:
         raise InputError(f"{param} {path}: is a directory, not a file", param=param)
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{param} {path}: cannot write in {folder} (permission denied)", param=param)
+        raise InputError(
+            f"{param} {path}: cannot write in {folder} (permission denied)", param=param
+        )
 
 
 def convert_to_safetensors(
