@@ -266,7 +266,7 @@ def test_cli(tmp_path, capsys):
     ("images", "size", "param"), [(3, (64, 64), "num_images"), (10, (16, 64), "image_size")]
 )
 def test_bad_arguments(tmp_path, images, size, param):
-    with pytest.raises(InputError, match=f"^{param} ") as info:
+    with pytest.raises(InputError, match=rf"^{param} ") as info:
         generate_dataset(tmp_path, num_images=images, image_size=size)
     assert info.value.param == param
     assert not any(tmp_path.iterdir())
