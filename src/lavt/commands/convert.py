@@ -7,16 +7,22 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument(
         "input", type=Path, help="released .pth, project checkpoint or .safetensors"
     )
-    parser.add_argument("output", type=Path, help="the .safetensors file to write")
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="the .safetensors file to write (replaced atomically; its folder is created)",
+    )
     parser.add_argument(
         "--dtype",
         default="float32",
         choices=("float32", "float16", "bfloat16"),
         help="storage type of the weights (loaded back as float32); float16 halves the file",
     )
+    parser.set_defaults(_flags={"output": "output", "src": "input"})
 
 
 def run(args: argparse.Namespace) -> int:
