@@ -1,4 +1,4 @@
-"""LAVT: text encoder + multi-modal Swin + simple decoder (LAVT_SPEC sections 2-4)."""
+"""LAVT: text encoder + multi-modal Swin + simple decoder (docs/model.md, "Overview")."""
 
 from __future__ import annotations
 
