@@ -18,6 +18,7 @@ import torch
 
 from lavt.assets import asset_path, bert_vocab_path
 from lavt.errors import CheckpointError, InputError
+from lavt.runtime import unwrap_model
 
 DEFAULT_MAX_LENGTH = 20
 SYNTHETIC_VOCAB = "synthetic-vocab.txt"
@@ -134,7 +135,7 @@ def tokenizer_for_model(model, *, keep_sep: bool = False) -> Tokenizer:
     Raises :class:`CheckpointError` when the tokenizer can produce ids the
     model's text encoder has no embedding for.
     """
-    model = getattr(model, "module", model)
+    model = unwrap_model(model)
     config = model.config
     tokenizer = Tokenizer(vocab=model.vocab, max_length=config.max_text_len, keep_sep=keep_sep)
     if tokenizer.vocab_size > config.text.vocab_size:
