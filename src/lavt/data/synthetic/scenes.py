@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lavt.errors import InputError
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -118,7 +120,10 @@ def _sample_scene(
         objects = _place(rng, chosen, width, height, side)
         if objects is not None:
             return objects
-    raise RuntimeError("could not place the objects; use a larger --image-size")
+    raise InputError(
+        f"image_size {(width, height)}: could not place the objects; use a larger size",
+        param="image_size",
+    )
 
 
 def _place(rng, chosen, width, height, side) -> list[SceneObject] | None:
