@@ -69,31 +69,41 @@ def _data(index, tokenizer, spec: BenchSpec) -> BenchmarkResult:
     return result
 
 
+def evaluate_expressions(runner, dataset, spec: BenchSpec) -> int:
+    """Run the evaluation driver over ``dataset``; returns the number of expressions scored.
+
+    The one call into the evaluation code: the same loop ``lavt evaluate`` runs.
+    """
+    from lavt.engine.evaluate import evaluate, make_eval_loader
+
+    loader = make_eval_loader(
+        dataset,
+        batch_size=spec.batch_size,
+        workers=spec.workers,
+        pin_memory=spec.device.type == "cuda",
+    )
+    amp = None if spec.dtype == torch.float32 else spec.dtype
+    result = evaluate(runner, loader, spec.device, amp_dtype=amp, keep_records=False)
+    return result.metrics.num_expressions
+
+
 def _eval(index, tokenizer, spec: BenchSpec) -> BenchmarkResult:
     from lavt.data.dataset import ReferEvalDataset
-    from lavt.engine.evaluate import evaluate, make_eval_loader
 
     _, runner = prepare_model(spec, train=False)
     dataset = ReferEvalDataset(
         index, index.split("train"), tokenizer=tokenizer, img_size=spec.img_size
     )
     device = spec.device
-    amp = None if spec.dtype == torch.float32 else spec.dtype
 
     def timed(limit: int) -> tuple[float, int]:
         subset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
         subset.items = dataset.items  # evaluate() reads nothing else from it
-        loader = make_eval_loader(
-            subset,
-            batch_size=spec.batch_size,
-            workers=spec.workers,
-            pin_memory=device.type == "cuda",
-        )
         synchronize(device)
         t0 = time.perf_counter()
-        result = evaluate(runner, loader, device, amp_dtype=amp, keep_records=False)
+        expressions = evaluate_expressions(runner, subset, spec)
         synchronize(device)
-        return time.perf_counter() - t0, result.metrics.num_expressions
+        return time.perf_counter() - t0, expressions
 
     objects = spec.batch_size * spec.repeats
     if spec.warmup:
