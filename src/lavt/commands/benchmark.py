@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 from lavt.bench import MODES
+from lavt.commands.helpformat import use_defaults_help
 from lavt.modeling import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    use_defaults_help(parser)
     add = parser.add_argument
     add("--preset", choices=PRESETS, default="tiny", help="Swin size of the model (with BERT-base)")
     add(
