@@ -247,6 +247,13 @@ def test_convert_refuses_a_directory_output(golden_dir, tmp_path, capsys):
     assert err.count("\n") == 1
 
 
+def test_convert_refuses_an_output_below_a_file(golden_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write") as info:
+        convert_to_safetensors(golden_dir / "lavt_one_w7.pth", tmp_path / "file" / "m.safetensors")
+    assert info.value.param == "output"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_convert_refuses_an_unwritable_folder(golden_dir, tmp_path):
     locked = tmp_path / "locked"

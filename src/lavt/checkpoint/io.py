@@ -269,7 +269,9 @@ def check_output_file(path: Path, *, param: str = "output") -> None:
     if path.is_dir():
         raise InputError(f"{param} {path}: is a directory, not a file", param=param)
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir():
+        raise InputError(f"{param} {path}: cannot write below {folder}, a file", param=param)
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(
             f"{param} {path}: cannot write in {folder} (permission denied)", param=param
         )
@@ -304,6 +306,10 @@ def convert_to_safetensors(
         k: (v.to(store) if v.is_floating_point() else v).contiguous()
         for k, v in model.state_dict().items()
     }
-    with atomic_path(dst) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    try:
+        with atomic_path(dst) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except OSError as err:
+        message = f"output {dst}: cannot write ({err.strerror or err})"
+        raise InputError(message, param="output") from None
     return config
