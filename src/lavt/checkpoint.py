@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from lavt.errors import CheckpointError, InputError
+from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig, TextEncoderConfig
 from lavt.modeling.lavt import LAVT, build_model
 from lavt.modeling.swin import resize_bias_table
@@ -268,7 +269,7 @@ def _vocab_or_none(value: Any, path: Path) -> list[str] | None:
 
 def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, list[str] | None]:
     """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file."""
-    path = Path(path)
+    path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file
     if path.suffix == ".safetensors":
         tensors, meta = read_safetensors(path)
         if meta.get("format") != FORMAT or "config" not in meta:
@@ -447,7 +448,9 @@ def load_swin_imagenet_weights(model: LAVT, path: str | os.PathLike) -> list[str
     Returns the backbone keys left at their initialisation (PWAMs, gates,
     norm0-3). Any other leftover or mis-shaped key is an error.
     """
-    obj = read_torch_file(path, allow_namespace=False)
+    obj = read_torch_file(
+        resolve_weights(path, param="pretrained_swin_weights"), allow_namespace=False
+    )
     sd = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, Mapping) or "patch_embed.proj.weight" not in {
         k.removeprefix("module.") for k in sd
