@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lavt.commands.benchmark",
         "time inference, training, evaluation or data loading",
     ),
+    "weights": ("lavt.commands.weights", "released weights by name: list, fetch, path, verify"),
 }
 
 

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lavt.errors import InputError
 
@@ -160,6 +161,8 @@ def _extra_entries() -> list[WeightsEntry]:
             item.setdefault("kind", "lavt")
             item.setdefault("variant", "?")
             item.setdefault("data", "?")
+            url_name = urlsplit(item.get("url") or "").path.rsplit("/", 1)[-1]
+            item.setdefault("filename", url_name or f"{item.get('name')}.pth")
             entries.append(WeightsEntry(**item))
         return entries
     except (OSError, ValueError, TypeError) as err:

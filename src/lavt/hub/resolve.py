@@ -25,8 +25,6 @@ def _normalise(text: str) -> str:
 
 def entry_path(entry: WeightsEntry) -> Path:
     """Where ``entry`` lives in the cache (downloaded or placed by hand)."""
-    if entry.url and not entry.gdrive_id:
-        return cache.weights_dir() / (entry.filename or cache.url_cache_path(entry.url).name)
     return cache.weights_dir() / entry.filename
 
 
