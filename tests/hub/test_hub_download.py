@@ -13,10 +13,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import hub_server
 import pytest
 
 from lavt.errors import CheckpointError
 from lavt.hub import cache, resolve_weights
+
+# the local HTTP server and an empty cache (fixtures)
+server, lavt_home, table = hub_server.server, hub_server.lavt_home, hub_server.table
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -60,7 +64,7 @@ def test_interrupted_download_keeps_its_part_and_the_next_call_resumes(
     server.files["c.bin"] = data = _blob(300_000, seed=2)
     url = f"{server.url}/cut/c.bin"
     monkeypatch.setenv("LAVT_DOWNLOAD_RETRIES", "0")
-    with pytest.raises(CheckpointError, match="interrupted.*run again to resume") as err:
+    with pytest.raises(CheckpointError, match=r"interrupted.*run again to resume") as err:
         resolve_weights(url)
     assert "\n" not in str(err.value)
     dest = cache.url_cache_path(url)
@@ -88,7 +92,7 @@ def test_file_damaged_in_the_cache_is_detected_removed_and_fetched_again(server,
         f.seek(500)
         f.write(bytes([data[500] ^ 0xFF]))
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    with pytest.raises(CheckpointError, match="corrupt.*recorded at its download.*removed"):
+    with pytest.raises(CheckpointError, match=r"corrupt.*recorded at its download.*removed"):
         resolve_weights(url)
     assert not path.exists()
     assert resolve_weights(url).read_bytes() == data
@@ -100,14 +104,14 @@ def test_truncated_checkpoint_without_a_checksum_is_detected_and_removed(server,
     with zipfile.ZipFile(whole, "w") as archive:
         archive.writestr("archive/data.pkl", _blob(40_000, seed=6))
     server.files["cut.pth"] = whole.getvalue()[:-100]  # no central directory
-    with pytest.raises(CheckpointError, match="incomplete.*zip archive is cut short.*removed"):
+    with pytest.raises(CheckpointError, match=r"incomplete.*zip archive is cut short.*removed"):
         resolve_weights(f"{server.url}/files/cut.pth")
     assert _leftovers(lavt_home) == []
 
 
 def test_html_page_instead_of_the_file_is_refused(server, lavt_home):
     server.files["x"] = b"x"
-    with pytest.raises(CheckpointError, match="HTML page instead of the file"):
+    with pytest.raises(CheckpointError, match=r"HTML page instead of the file"):
         resolve_weights(f"{server.url}/html/x")
     assert _leftovers(lavt_home) == []
 
@@ -133,7 +137,7 @@ def test_google_drive_confirmation_page(server, lavt_home, table, monkeypatch, d
 def test_google_drive_page_without_a_file_is_a_clear_error(server, lavt_home, table, monkeypatch):
     monkeypatch.setenv("LAVT_GDRIVE_URL", server.url + "/html")
     table([{"name": "test-drive", "gdrive_id": "gone", "filename": "drive.pth"}])
-    with pytest.raises(CheckpointError, match="page without the file.*Quota exceeded"):
+    with pytest.raises(CheckpointError, match=r"page without the file.*Quota exceeded"):
         resolve_weights("test-drive")
 
 
@@ -159,7 +163,7 @@ def test_unreachable_host_error_says_where_to_put_the_file(lavt_home, table):
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/w.pth"
     table([{"name": "test-down", "url": url, "filename": "w.pth"}])
-    with pytest.raises(CheckpointError, match="cannot reach") as err:
+    with pytest.raises(CheckpointError, match=r"cannot reach") as err:
         resolve_weights("test-down")
     assert url in str(err.value) and str(lavt_home / "weights" / "w.pth") in str(err.value)
 
@@ -179,7 +183,7 @@ def test_hand_placed_copy_is_used_offline_and_checksummed(lavt_home, table, monk
     (weights / "b.pth").write_bytes(data)
     assert resolve_weights("test-hand") == weights / "h.pth"
     assert cache.read_sidecar(weights / "h.pth")["sha256"] == _sha(data)
-    with pytest.raises(CheckpointError, match="b.pth is corrupt.*replace it"):
+    with pytest.raises(CheckpointError, match=r"b.pth is corrupt.*replace it"):
         resolve_weights("test-bad")
     assert (weights / "b.pth").exists()  # a file placed by hand is never deleted
 
@@ -190,7 +194,7 @@ def test_plain_paths_pass_through_and_misspelled_names_get_suggestions(tmp_path,
     assert resolve_weights(existing) == existing
     missing = tmp_path / "missing.pth"
     assert resolve_weights(missing) == missing  # the caller's own "not found" error
-    with pytest.raises(CheckpointError, match="did you mean lavt_one-refcoco") as err:
+    with pytest.raises(CheckpointError, match=r"did you mean lavt_one-refcoco") as err:
         resolve_weights("lavt_one-refcocco", param="checkpoint")
     assert err.value.message_for_cli().startswith("--checkpoint lavt_one-refcocco:")
 

@@ -111,19 +111,20 @@ def _verify(delete: bool) -> int:
         record = cache.read_sidecar(path)
         actual = cache.file_sha256(path)
         problem = cache.truncation_problem(path)
-        if record is None:
-            status = "no record (placed by hand); recorded now"
-            if problem is None:
-                cache.write_sidecar(path, actual, "placed by hand")
-        elif record["sha256"] != actual:
+        failed = True
+        if record is not None and record["sha256"] != actual:
             status = (
                 f"CORRUPT: sha256 {actual[:12]}... is not the recorded {record['sha256'][:12]}..."
             )
-        else:
-            status = "ok"
-        if problem is not None:
+        elif problem is not None:
             status = f"INCOMPLETE: {problem}"
-        if status.isupper() or status.startswith(("CORRUPT", "INCOMPLETE")):
+        else:
+            failed = False
+            status = "ok"
+            if record is None:
+                cache.write_sidecar(path, actual, "placed by hand")
+                status = "ok (placed by hand; sha256 recorded now)"
+        if failed:
             bad += 1
             if delete:
                 path.unlink()

@@ -1,4 +1,4 @@
-"""A real HTTP server on 127.0.0.1 that plays every kind of weights host.
+"""A real HTTP server on 127.0.0.1 that plays every kind of weights host (fixtures).
 
 Routes (``<name>`` is a key of ``server.files``):
 
@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
             page = f'<html><title>Warning</title><a href="{link}">Download anyway</a></html>'
             return self._send_page(page, cookie=f"download_warning_1_{name}={TOKEN}; Path=/")
         form = (
-            '<html><title>Google Drive - Virus scan warning</title>'
+            "<html><title>Google Drive - Virus scan warning</title>"
             '<form id="download-form" action="/download" method="get">'
             '<input type="submit" value="Download anyway"/>'
             f'<input type="hidden" name="id" value="{name}">'
