@@ -244,3 +244,19 @@ def test_hf_uri_parsing():
     assert parse_hf_uri("hf://a/b@rev/d.pth") == ("a/b", "d.pth", "rev")
     with pytest.raises(CheckpointError, match=r"expected hf://owner/repo/path"):
         parse_hf_uri("hf://a/b")
+
+
+def test_fetch_text_encoder_goes_to_the_hugging_face_cache(lavt_home, monkeypatch, capsys):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    calls = []
+
+    def fake_snapshot(repo_id, *, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return "/hf/cache/bert"
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert cli_main(["weights", "fetch", "bert-base-uncased"]) == 0
+    assert capsys.readouterr().out.strip() == "/hf/cache/bert"
+    assert calls[0][0] == "bert-base-uncased" and "model.safetensors" in calls[0][1]
+    with pytest.raises(CheckpointError, match=r"text encoder, not a checkpoint"):
+        resolve_weights("bert-base-uncased")

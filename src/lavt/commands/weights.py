@@ -74,8 +74,13 @@ def _list(as_json: bool) -> int:
 
 def _fetch(sources: list[str], safetensors: bool) -> int:
     from lavt.hub import cache, resolve_weights
+    from lavt.hub.registry import find_entry
 
     for source in sources:
+        entry = find_entry(source)
+        if entry is not None and entry.kind == "text":
+            print(_fetch_text_encoder(entry.name, entry.hf_repo or entry.name))
+            continue
         path = resolve_weights(source, param="source")
         if safetensors and path.suffix != ".safetensors":
             from lavt.checkpoint import convert_to_safetensors
@@ -86,6 +91,22 @@ def _fetch(sources: list[str], safetensors: bool) -> int:
             path = copy
         print(path)
     return 0
+
+
+def _fetch_text_encoder(name: str, repo: str) -> str:
+    """Download a BERT into the Hugging Face cache, where ``from_pretrained`` finds it."""
+    from lavt.errors import CheckpointError
+
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["config.json", "model.safetensors", "vocab.txt", "tokenizer*.json"]
+        return snapshot_download(repo, allow_patterns=patterns)
+    except Exception as err:  # offline, unreachable, missing: one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{name}: cannot fetch {repo} from the Hugging Face hub ({first})"
+        ) from None
 
 
 def _path(source: str) -> int:
