@@ -65,6 +65,9 @@ def test_load_model_and_predictor_take_a_registered_name(served):
 def test_load_model_takes_a_url(served):
     model = lavt.load_model(f"{served.url}/files/golden.pth")
     assert model.config.variant == "lavt_one"
+    # argparse's type=Path turns "http://h/x" into "http:/h/x"; that still works
+    assert lavt.load_model(Path(f"{served.url}/files/golden.pth")).config == model.config
+    assert served.hits_for("/files/golden.pth") == [None]
 
 
 def test_predict_command_takes_a_registered_name(served, tmp_path, capsys):
@@ -260,3 +263,27 @@ def test_fetch_text_encoder_goes_to_the_hugging_face_cache(lavt_home, monkeypatc
     assert calls[0][0] == "bert-base-uncased" and "model.safetensors" in calls[0][1]
     with pytest.raises(CheckpointError, match=r"text encoder, not a checkpoint"):
         resolve_weights("bert-base-uncased")
+
+
+def test_train_init_weights_name_offline_fails_early_in_one_line(
+    lavt_home, tmp_path, monkeypatch, capsys
+):
+    import yaml
+
+    monkeypatch.setenv("LAVT_OFFLINE", "1")
+    arch = tiny_config().to_dict()
+    arch = {k: arch[k] for k in ("embed_dim", "depths", "num_heads", "window_size", "text")}
+    config = tmp_path / "tiny.yaml"
+    runs = tmp_path / "runs"
+    config.write_text(
+        yaml.safe_dump(
+            {"model": "lavt_one", "img_size": 64, "arch": arch, "output_dir": str(runs)}
+            | {"data_root": str(tmp_path / "no-data"), "device": "cpu", "workers": 0}
+        )
+    )
+    code = cli_main(["train", "--config", str(config), "--init-weights", "lavt_one-refcoco"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--init-weights lavt_one-refcoco" in err and "LAVT_OFFLINE" in err
+    assert str(lavt_home / "weights" / "lavt_one-refcoco.pth") in err
+    assert not runs.exists()  # refused before anything was written
