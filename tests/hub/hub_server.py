@@ -2,7 +2,8 @@
 
 Routes (``<name>`` is a key of ``server.files``):
 
-- ``/files/<name>``: the file, honouring ``Range`` (206 + Content-Range);
+- ``/files/<name>``: the file, with an ETag, honouring ``Range`` (206 + Content-Range)
+  unless ``If-Range`` names another version;
 - ``/cut/<name>``: the first request stops half-way (connection closed), later ones
   behave like ``/files``;
 - ``/gate/<name>``: sends half, then waits for ``server.gate`` before the rest;
@@ -16,6 +17,7 @@ Routes (``<name>`` is a key of ``server.files``):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import urllib.parse
@@ -94,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start = 0
         spec = self.headers.get("Range")
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        if self.headers.get("If-Range") not in (None, etag):
+            spec = None  # the file changed since the partial download: send all of it
         if spec and spec.startswith("bytes=") and spec.endswith("-"):
             start = int(spec[6:-1])
             if start >= len(data):
@@ -104,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("ETag", etag)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         body = data[start:]

@@ -75,6 +75,18 @@ def test_interrupted_download_keeps_its_part_and_the_next_call_resumes(
     assert not cache.part_path(dest).exists()
 
 
+def test_file_changed_upstream_between_attempts_is_fetched_whole(server, lavt_home, monkeypatch):
+    server.files["f.bin"] = _blob(300_000, seed=10)
+    url = f"{server.url}/cut/f.bin"
+    monkeypatch.setenv("LAVT_DOWNLOAD_RETRIES", "0")
+    with pytest.raises(CheckpointError, match="interrupted"):
+        resolve_weights(url)
+    server.files["f.bin"] = new = _blob(300_000, seed=11)
+    assert resolve_weights(url).read_bytes() == new  # not old half + new half
+    assert server.hits_for("/cut/f.bin") == [None, "bytes=150000-"]
+    assert _leftovers(lavt_home) == ["f.bin", "f.bin.json"]
+
+
 def test_wrong_file_is_refused_by_its_published_checksum_and_removed(server, lavt_home, table):
     server.files["wrong.pth"] = _blob(50_000, seed=3)
     expected = _sha(_blob(50_000, seed=4))

@@ -5,6 +5,7 @@ Layout under ``$LAVT_HOME`` (default ``~/.cache/lavt``)::
     weights/<file>                 a complete file (renamed into place when complete)
     weights/<file>.json            its sidecar: sha256, size, source, time of download
     weights/<file>.part            an interrupted download, resumed by the next attempt
+    weights/<file>.part.json       the server's ETag of that download (If-Range)
     weights/<file>.lock            the lock that lets one process download at a time
     weights/url/<hash>/<file>      files fetched from an http(s) URL
 """
@@ -55,6 +56,11 @@ def sidecar_path(path: Path) -> Path:
 
 def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
+
+
+def part_meta_path(part: Path) -> Path:
+    """The ETag / Last-Modified of a partial download, sent as ``If-Range`` to resume."""
+    return part.with_name(part.name + ".json")
 
 
 def lock_path(path: Path) -> Path:

@@ -10,6 +10,7 @@ of ``torchrun`` download once: the others wait and then use the file.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import re
@@ -25,8 +26,9 @@ from lavt.hub import cache
 
 log = logging.getLogger("lavt")
 
-#: opens the source at a byte offset: returns an HTTP response (status 200 or 206)
-Opener = Callable[[int], http.client.HTTPResponse]
+#: opens the source at a byte offset, given the validator (ETag or Last-Modified) of
+#: the partial file's first response for ``If-Range``; returns the response (200 or 206)
+Opener = Callable[[int, str | None], http.client.HTTPResponse]
 
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 16
@@ -43,11 +45,19 @@ def _retries() -> int:
         return 3
 
 
-def http_open(url: str, offset: int, opener: urllib.request.OpenerDirector | None = None):
-    """GET ``url`` from byte ``offset`` (a ``Range`` request when positive)."""
+def http_open(
+    url: str,
+    offset: int,
+    validator: str | None = None,
+    opener: urllib.request.OpenerDirector | None = None,
+):
+    """GET ``url`` from byte ``offset`` (a ``Range`` request when positive; with
+    ``If-Range: validator`` the server sends the whole file if it has changed)."""
     headers = {"User-Agent": "lavt", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if validator:
+            headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     return (opener or urllib.request.build_opener()).open(request, timeout=TIMEOUT_S)
 
@@ -71,11 +81,16 @@ def _progress(total: int | None, initial: int, label: str):
 def _transfer(open_at: Opener, part: Path, label: str) -> None:
     """Append the rest of the file to ``part`` (restart it if the server ignores Range)."""
     offset = part.stat().st_size if part.exists() else 0
+    meta = cache.part_meta_path(part)
     try:
-        response = open_at(offset)
+        validator = json.loads(meta.read_text())["validator"] if offset else None
+    except (OSError, ValueError, KeyError, TypeError):
+        validator = None
+    try:
+        response = open_at(offset, validator)
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # the part file is not a prefix any more
-            part.unlink()
+            _discard(part)
             raise Interrupted("the server refused to resume; starting again") from None
         raise
     with response:
@@ -85,13 +100,14 @@ def _transfer(open_at: Opener, part: Path, label: str) -> None:
         if response.status == 206:
             found = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
             if found is None or int(found.group(1)) != offset:
-                part.unlink(missing_ok=True)
+                _discard(part)
                 raise Interrupted("the server resumed at the wrong byte; starting again")
             total = int(found.group(2)) if found.group(2) != "*" else None
             mode = "ab"
         else:
             offset, mode = 0, "wb"
             total = int(length) if length else None
+            _write_validator(meta, response.headers)
         if offset:
             log.info("%s: resuming at %.1f MB", label, offset / 1e6)
         written = offset
@@ -105,6 +121,21 @@ def _transfer(open_at: Opener, part: Path, label: str) -> None:
             raise Interrupted(f"connection lost after {written} bytes ({err})") from None
     if total is not None and written != total:
         raise Interrupted(f"connection lost after {written} of {total} bytes")
+
+
+def _discard(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    cache.part_meta_path(part).unlink(missing_ok=True)
+
+
+def _write_validator(meta: Path, headers) -> None:
+    """Keep the strong ETag (or Last-Modified) of a fresh transfer for ``If-Range``."""
+    etag = headers.get("ETag")
+    validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+    if validator:
+        meta.write_text(json.dumps({"validator": validator}))
+    else:
+        meta.unlink(missing_ok=True)
 
 
 def unreachable(err: BaseException) -> bool:
@@ -157,17 +188,18 @@ def _finish(part: Path, dest: Path, *, source: str, expected: str | None, label:
     """Check the complete ``part`` file, record its checksum and rename it into place."""
     actual = cache.file_sha256(part)
     if expected and actual != expected.lower():
-        part.unlink()
+        _discard(part)
         raise CheckpointError(
             f"{label}: the file from {source} has sha256 {actual[:12]}..., not the "
             f"published {expected[:12]}...; removed it (a wrong or damaged file)"
         )
     problem = cache.truncation_problem(part)
     if problem is not None:
-        part.unlink()
+        _discard(part)
         raise CheckpointError(
             f"{label}: the file from {source} is incomplete ({problem}); removed it"
         )
     cache.write_sidecar(dest, actual, source, size=part.stat().st_size)
     os.replace(part, dest)
+    cache.part_meta_path(part).unlink(missing_ok=True)
     log.info("%s: saved %s (sha256 %s)", label, dest, actual)

@@ -103,10 +103,10 @@ class DriveOpener:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
-    def __call__(self, offset: int):
+    def __call__(self, offset: int, validator: str | None = None):
         url = gdrive_url(self.file_id)
         for _ in range(_MAX_STEPS):
-            response = http_open(url, offset, self.opener)
+            response = http_open(url, offset, validator, self.opener)
             if "text/html" not in (response.headers.get("Content-Type") or ""):
                 return response
             with response:

@@ -33,7 +33,7 @@ def _opener(entry_url: str | None, gdrive_id: str | None):
         from lavt.hub.gdrive import DriveOpener
 
         return DriveOpener(gdrive_id)
-    return lambda offset: http_open(entry_url, offset)
+    return lambda offset, validator: http_open(entry_url, offset, validator)
 
 
 def _fetch(
