@@ -261,8 +261,12 @@ def test_fetch_text_encoder_goes_to_the_hugging_face_cache(lavt_home, monkeypatc
     assert cli_main(["weights", "fetch", "bert-base-uncased"]) == 0
     assert capsys.readouterr().out.strip() == "/hf/cache/bert"
     assert calls[0][0] == "bert-base-uncased" and "model.safetensors" in calls[0][1]
-    with pytest.raises(CheckpointError, match=r"text encoder, not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"a text encoder \(for text_encoder\), not a"):
         resolve_weights("bert-base-uncased")
+    with pytest.raises(CheckpointError, match=r"ImageNet Swin weights .*, not a LAVT checkpoint"):
+        lavt.load_model("swin-tiny-window7-224")  # refused before any download
+    with pytest.raises(CheckpointError, match=r"a LAVT checkpoint, not ImageNet Swin"):
+        resolve_weights("lavt-refcoco", param="pretrained_swin_weights")
 
 
 def test_train_init_weights_name_offline_fails_early_in_one_line(

@@ -72,12 +72,16 @@ def safetensors_copy_path(path: Path) -> Path:
     return path.with_suffix(".safetensors")
 
 
+def offline_variable() -> str | None:
+    """``LAVT_OFFLINE`` or ``HF_HUB_OFFLINE`` when set to a true value (downloads off)."""
+    for var in ("LAVT_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return var
+    return None
+
+
 def is_offline() -> bool:
-    """True when ``LAVT_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to a true value."""
-    return any(
-        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-        for var in ("LAVT_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    return offline_variable() is not None
 
 
 def file_sha256(path: Path) -> str:

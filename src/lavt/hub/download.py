@@ -139,11 +139,12 @@ def _write_validator(meta: Path, headers) -> None:
 
 
 def unreachable(err: BaseException) -> bool:
-    """Whether ``err`` means the network or host cannot be reached at all."""
-    reason = getattr(err, "reason", err)
+    """Whether ``err`` means the network or the host cannot be reached at all."""
     if isinstance(err, urllib.error.HTTPError):
         return False
-    return isinstance(reason, socket.gaierror | ConnectionError | TimeoutError | OSError)
+    if isinstance(err, urllib.error.URLError):
+        return True
+    return isinstance(err, ConnectionError | TimeoutError | socket.gaierror)
 
 
 def download(open_at: Opener, dest: Path, *, source: str, expected: str | None, label: str) -> Path:

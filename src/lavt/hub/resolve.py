@@ -12,6 +12,13 @@ from lavt.hub import cache
 from lavt.hub.download import download, http_open, unreachable
 from lavt.hub.registry import WeightsEntry, close_names, find_entry
 
+#: the kind of weights each parameter takes (others, like ``lavt weights fetch``, take any)
+_EXPECTED_KIND = {"checkpoint": "lavt", "init_weights": "lavt", "pretrained_swin_weights": "swin"}
+_KIND_NAMES = {
+    "lavt": "a LAVT checkpoint",
+    "swin": "ImageNet Swin weights (for pretrained_swin_weights)",
+    "text": "a text encoder (for text_encoder)",
+}
 _URL = re.compile(r"^(https?|hf):/+", re.IGNORECASE)
 
 
@@ -49,8 +56,8 @@ def _fetch(
     if dest.exists():
         return cache.check_cached(dest, expected=expected, source=source, label=label)
     by_hand = f"download {source} and put it at {dest}"
-    if cache.is_offline():
-        var = "LAVT_OFFLINE" if os.environ.get("LAVT_OFFLINE") else "HF_HUB_OFFLINE"
+    var = cache.offline_variable()
+    if var is not None:
         raise CheckpointError(
             f"{label}: {dest.name} is not in the cache and {var} is set; {by_hand}"
         )
@@ -61,10 +68,13 @@ def _fetch(
     except urllib.error.HTTPError as err:
         raise CheckpointError(f"{label}: {source} answered HTTP {err.code}; {by_hand}") from None
     except OSError as err:  # URLError included
-        if not unreachable(err):
-            raise
-        reason = getattr(err, "reason", err)
-        raise CheckpointError(f"{label}: cannot reach {source} ({reason}); {by_hand}") from None
+        if unreachable(err):
+            reason = getattr(err, "reason", err)
+            raise CheckpointError(f"{label}: cannot reach {source} ({reason}); {by_hand}") from None
+        raise CheckpointError(
+            f"{label}: cannot write {dest} ({err.strerror or err}); set LAVT_HOME to a "
+            "writable folder"
+        ) from None
 
 
 def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
@@ -72,9 +82,7 @@ def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
     copy (``lavt weights fetch --safetensors``) when one was made."""
     label = label or entry.name
     if entry.kind == "text":
-        raise CheckpointError(
-            f"{label}: a text encoder, not a checkpoint (the trainer's text_encoder takes it)"
-        )
+        raise CheckpointError(f"{label}: {_KIND_NAMES['text']}, not a weights file")
     dest = entry_path(entry)
     copy = cache.safetensors_copy_path(dest)
     if copy != dest and copy.exists():
@@ -142,6 +150,9 @@ def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
         return path
     entry = find_entry(text)
     if entry is not None:
+        wanted = _EXPECTED_KIND.get(param)
+        if wanted and entry.kind != wanted:
+            raise CheckpointError(f"{label}: {_KIND_NAMES[entry.kind]}, not {_KIND_NAMES[wanted]}")
         return fetch_entry(entry, label=label)
     if os.sep not in text and "/" not in text:
         guesses = close_names(text)
