@@ -10,7 +10,8 @@ Routes (``<name>`` is a key of ``server.files``):
 - ``/html/<name>``: an HTML page (200) instead of the file;
 - ``/uc?export=download&id=<name>``: Google Drive. Names starting with ``big``
   get a warning page first: a form (``/download`` with hidden id/export/confirm/uuid),
-  or for ``bigcookie`` a ``download_warning`` cookie and a ``confirm=`` link.
+  or for ``bigcookie`` a ``download_warning`` cookie and a ``confirm=`` link; the
+  first download of a ``bigcut`` file stops half-way.
 
 ``server.hits`` lists (path, Range header) of every request.
 """
@@ -45,7 +46,11 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "download":
             if query.get("confirm") != TOKEN or query.get("uuid") != "u-1":
                 return self._send_page("<html><title>Bad request</title></html>")
-            return self._send_file(query["id"])
+            name = query["id"]
+            if name.startswith("bigcut") and not self.server.cut_done.get(name):
+                self.server.cut_done[name] = True
+                return self._send_file(name, stop_at=len(self.server.files[name]) // 2)
+            return self._send_file(name)
         if route == "html":
             return self._send_page("<html><title>Quota exceeded</title><body>no</body></html>")
         if name not in self.server.files:

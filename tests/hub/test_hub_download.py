@@ -146,6 +146,22 @@ def test_google_drive_confirmation_page(server, lavt_home, table, monkeypatch, d
     assert [p for p, _ in server.hits] == requests
 
 
+def test_google_drive_download_cut_half_way_resumes_through_the_warning_page(
+    server, lavt_home, table, monkeypatch
+):
+    server.files["bigcut"] = data = _blob(400_000, seed=12)
+    monkeypatch.setenv("LAVT_GDRIVE_URL", server.url)
+    table([{"name": "test-drive", "gdrive_id": "bigcut", "filename": "drive.pth"}])
+    assert resolve_weights("test-drive").read_bytes() == data
+    resumed = f"bytes={len(data) // 2}-"
+    assert server.hits == [
+        ("/uc", None),
+        ("/download", None),
+        ("/uc", resumed),
+        ("/download", resumed),
+    ]
+
+
 def test_google_drive_page_without_a_file_is_a_clear_error(server, lavt_home, table, monkeypatch):
     monkeypatch.setenv("LAVT_GDRIVE_URL", server.url + "/html")
     table([{"name": "test-drive", "gdrive_id": "gone", "filename": "drive.pth"}])

@@ -176,8 +176,11 @@ def check_cached(path: Path, *, expected: str | None, source: str, label: str) -
     if problem is not None:
         raise CheckpointError(f"{label}: {path} is incomplete ({problem}); replace it")
     if record is None or record.get("sha256") != actual:
-        write_sidecar(path, actual, source)
-        log.info("recorded sha256 %s of %s", actual, path)
+        try:
+            write_sidecar(path, actual, source)
+            log.info("recorded sha256 %s of %s", actual, path)
+        except OSError as err:  # a read-only cache still serves its files
+            log.warning("cannot record the sha256 of %s (%s)", path, err.strerror or err)
     return path
 
 
