@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lavt.commands.benchmark",
         "time inference, training, evaluation or data loading",
     ),
+    "weights": ("lavt.commands.weights", "released weights by name: list, fetch, path, verify"),
 }
 
 

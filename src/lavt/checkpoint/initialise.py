@@ -29,6 +29,7 @@ from lavt.checkpoint.io import (
 )
 from lavt.checkpoint.released import DERIVED_SUFFIXES
 from lavt.errors import CheckpointError
+from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.lavt import LAVT
 from lavt.modeling.swin import resize_bias_table
@@ -58,6 +59,7 @@ def filter_swin_imagenet_state_dict(sd: Mapping[str, torch.Tensor], window: int)
 
 
 def _swin_state_dict(path: str | os.PathLike) -> Mapping[str, torch.Tensor]:
+    path = resolve_weights(path, param="pretrained_swin_weights")
     obj = read_torch_file(path, allow_namespace=False)
     sd = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, Mapping) or "patch_embed.proj.weight" not in {

@@ -29,6 +29,7 @@ from torch import nn
 
 from lavt.checkpoint.released import is_released_checkpoint, read_released
 from lavt.errors import CheckpointError, InputError
+from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.lavt import LAVT, build_model
 from lavt.runtime import atomic_path, atomic_torch_save, parse_dtype, unwrap_model
@@ -202,7 +203,7 @@ def _read_safetensors_model(path: Path) -> tuple[LAVTConfig, StateDict, list[str
 
 def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, list[str] | None]:
     """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file."""
-    path = Path(path)
+    path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file
     if path.suffix == ".safetensors":
         return _read_safetensors_model(path)
     obj = read_torch_file(path)
