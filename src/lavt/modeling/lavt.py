@@ -1,4 +1,4 @@
-"""LAVT: text encoder + multi-modal Swin + simple decoder (LAVT_SPEC sections 2-4)."""
+"""LAVT: text encoder + multi-modal Swin + simple decoder (docs/model.md, "Overview")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavt.errors import ConfigError
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.decoder import SimpleDecoder
 from lavt.modeling.swin import MultiModalSwin
@@ -67,9 +68,10 @@ class LAVT(nn.Module):
 def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
     """A randomly initialised LAVT for ``config``."""
     if vocab is not None and len(vocab) > config.text.vocab_size:
-        raise ValueError(
-            f"vocabulary of {len(vocab)} tokens does not fit the text encoder's "
-            f"{config.text.vocab_size} embeddings"
+        raise ConfigError(
+            f"vocab: {len(vocab)} tokens do not fit the text encoder's "
+            f"{config.text.vocab_size} embeddings",
+            param="vocab",
         )
     return LAVT(
         config=config,

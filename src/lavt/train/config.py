@@ -37,6 +37,7 @@ from typing import Any
 from lavt.errors import InputError
 from lavt.modeling.config import PRESETS, VARIANTS
 from lavt.train.losses import LOSSES
+from lavt.train.optim import DEFAULT_TEXT_TRAINABLE
 
 AMP_NAMES = ("none", "bf16", "fp16")
 
@@ -92,7 +93,7 @@ class TrainConfig:
         None, "BERT weights: a Hugging Face name or local folder", group="model"
     )
     text_trainable: str = opt(
-        "0-9",
+        DEFAULT_TEXT_TRAINABLE,
         "trained BERT parts: all, none or encoder layers A-B (embeddings frozen)",
         group="model",
         metavar="all|none|A-B",

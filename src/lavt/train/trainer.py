@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lavt.errors import InputError
+from lavt.hub import resolve_weights
 from lavt.runtime import (
     DistInfo,
     barrier,
@@ -149,8 +150,11 @@ def preflight(cfg: TrainConfig, info: DistInfo) -> tuple[Resume | None, Any]:
     """Check what can be refused before anything is written: resume, model, init file, data."""
     resume = Resume.open(cfg, info)
     resolve_model_config(cfg)  # a bad arch or mha
-    if cfg.init_weights and resume is None and not Path(cfg.init_weights).is_file():
-        raise InputError(f"init_weights {cfg.init_weights}: file not found", param="init_weights")
+    if cfg.init_weights and resume is None:  # a path, or a released name fetched now
+        if not resolve_weights(cfg.init_weights, param="init_weights").is_file():
+            raise InputError(
+                f"init_weights {cfg.init_weights}: file not found", param="init_weights"
+            )
     return resume, load_index(cfg)
 
 

@@ -199,5 +199,90 @@ def test_convert_to_float16_halves_the_file_and_loads_as_float32(golden_dir, tmp
     assert all(p.dtype == torch.float32 for p in model.parameters())
     got, expected = _logits(model, golden_dir, "lavt_one_w7")
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
-    with pytest.raises(InputError, match="--dtype"):
+    with pytest.raises(InputError, match="dtype"):
         convert_to_safetensors(golden_dir / "lavt_one_w7.pth", full, dtype="int8")
+
+
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tmp_path):
+    """Issue 11 item 12: a checkpoint with NaN/inf weights does not load silently."""
+    model = build_model(tiny_config())
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model)
+    raw = torch.load(path, weights_only=True)
+    raw["model"]["classifier.conv1_1.bias"][0] = float("inf")
+    raw["model"]["backbone.norm0.weight"][1] = float("nan")
+    torch.save(raw, path)
+    with pytest.raises(CheckpointError, match="non-finite") as info:
+        load_model(path)
+    message = str(info.value)
+    assert "classifier.conv1_1.bias" in message and "backbone.norm0.weight" in message
+    assert str(path) in message and "\n" not in message
+    with pytest.raises(CheckpointError, match="non-finite"):
+        convert_to_safetensors(path, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("content", [bytes(range(7, 256)) * 20, b'{"model": {}}'])
+def test_random_bytes_and_json_get_a_plain_message(tmp_path, content):
+    path = tmp_path / "x.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        read_torch_file(path)
+    message = str(info.value)
+    assert "not a torch checkpoint" in message and "pickled an" not in message
+    assert str(path) in message and "\n" not in message
+
+
+def test_convert_refuses_a_directory_output(golden_dir, tmp_path, capsys):
+    from lavt.cli import main
+
+    folder = tmp_path / "out.safetensors"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a directory") as info:
+        convert_to_safetensors(golden_dir / "lavt_one_w7.pth", folder)
+    assert info.value.param == "output"
+    code = main(["convert", str(golden_dir / "lavt_one_w7.pth"), str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lavt convert: error: output ") and "directory" in err
+    assert err.count("\n") == 1
+
+
+def test_convert_refuses_an_output_below_a_file(golden_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write") as info:
+        convert_to_safetensors(golden_dir / "lavt_one_w7.pth", tmp_path / "file" / "m.safetensors")
+    assert info.value.param == "output"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_convert_refuses_an_unwritable_folder(golden_dir, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(InputError, match="permission denied"):
+            convert_to_safetensors(golden_dir / "lavt_one_w7.pth", locked / "sub" / "m.safetensors")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_written_files_follow_the_umask(golden_dir, tmp_path):
+    """Issue 11 item 7: checkpoints and converted files are 0644 under umask 022, not 0600."""
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", build_model(tiny_config()))
+        convert_to_safetensors(golden_dir / "lavt_one_w7.pth", tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    assert modes == {"m.pt": "0o644", "m.safetensors": "0o644"}
+
+
+def test_one_mha_parser():
+    from lavt.checkpoint import parse_mha
+
+    assert parse_mha("") == (1, 1, 1, 1) and parse_mha("4-4-4-4") == (4, 4, 4, 4)
+    for bad in ("4-4", "a-b-c-d", "0-1-1-1"):
+        with pytest.raises(InputError, match="mha") as info:
+            parse_mha(bad)
+        assert info.value.param == "mha"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 
@@ -14,12 +15,9 @@ from lavt.cli import main
 from lavt.data.synthetic import (
     COLOURS,
     EXPRESSION_KINDS,
+    MARKER,
     SHAPES,
     SceneObject,
-    _attribute_expressions,
-    _ordinal_expressions,
-    _relation_expressions,
-    _sample_scene,
     expression_kind,
     expressions_for,
     generate_dataset,
@@ -27,6 +25,13 @@ from lavt.data.synthetic import (
     shape_polygon,
     synthetic_vocabulary,
 )
+from lavt.data.synthetic.expressions import (
+    _attribute_expressions,
+    _ordinal_expressions,
+    _relation_expressions,
+    generator_vocabulary,
+)
+from lavt.data.synthetic.scenes import _sample_scene
 from lavt.errors import InputError
 
 
@@ -177,6 +182,72 @@ def test_vocabulary_covers_every_word(dataset):
             assert unk not in tok.encode(sentence["raw"]).ids, sentence["raw"]
 
 
+def test_bundled_vocabulary_is_the_generators_and_the_default_models():
+    from lavt.assets import default_model_path
+    from lavt.checkpoint import read_model_weights
+
+    assert synthetic_vocabulary() == generator_vocabulary()
+    assert read_model_weights(default_model_path())[2] == synthetic_vocabulary()
+
+
+def test_building_a_model_does_not_import_the_generator():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lavt.tokenizer, lavt.checkpoint, lavt.modeling;"
+        "lavt.tokenizer.synthetic_vocabulary();"
+        "print(any(m.startswith('lavt.data') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("content", ["images", "annotations"])
+def test_refuses_a_folder_it_did_not_write(tmp_path, capsys, content):
+    """A real COCO tree (COCO_train2014_<id>.jpg) must never be overwritten (issue 11 item 11)."""
+    root = tmp_path / "refer"
+    if content == "images":
+        image_dir = root / "images" / "mscoco" / "images" / "train2014"
+        image_dir.mkdir(parents=True)
+        (image_dir / "COCO_train2014_000000000001.jpg").write_bytes(b"a real photo")
+    else:
+        (root / "refcocog").mkdir(parents=True)
+        (root / "refcocog" / "instances.json").write_text("{}")
+    before = _snapshot(root)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="did not write") as info:
+            generate_dataset(root, num_images=4, overwrite=overwrite)
+        assert info.value.param == "root"
+    assert _snapshot(root) == before
+    code = main(["synth", "--output", str(root), "--images", "4", "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lavt synth: error: --output ") and err.count("\n") == 1
+    assert _snapshot(root) == before
+
+
+def test_writes_into_an_empty_folder_and_marks_it(tmp_path):
+    generate_dataset(tmp_path, num_images=4)
+    assert (tmp_path / MARKER).is_file()
+    generate_dataset(tmp_path, num_images=4, overwrite=True)  # its own dataset: allowed
+
+
+def test_files_follow_the_umask(tmp_path):
+    """Issue 11 item 7: 0644 under umask 022, not mkstemp's private 0600."""
+    old = os.umask(0o022)
+    try:
+        generate_dataset(tmp_path, num_images=4)
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 4
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
 def test_cli(tmp_path, capsys):
     assert (
         main(["synth", "--output", str(tmp_path), "--images", "6", "--image-size", "80", "48"]) == 0
@@ -186,11 +257,23 @@ def test_cli(tmp_path, capsys):
         assert im.size == (80, 48)
     # refuses to overwrite without --overwrite
     assert main(["synth", "--output", str(tmp_path), "--images", "6"]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("lavt synth: error: --overwrite not set: ")
     assert main(["synth", "--output", str(tmp_path), "--images", "6", "--overwrite"]) == 0
 
 
-@pytest.mark.parametrize(("images", "size"), [(3, (64, 64)), (10, (16, 64))])
-def test_bad_arguments(tmp_path, images, size):
-    with pytest.raises(InputError):
+@pytest.mark.parametrize(
+    ("images", "size", "param"), [(3, (64, 64), "num_images"), (10, (16, 64), "image_size")]
+)
+def test_bad_arguments(tmp_path, images, size, param):
+    with pytest.raises(InputError, match=rf"^{param} ") as info:
         generate_dataset(tmp_path, num_images=images, image_size=size)
+    assert info.value.param == param
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--images", "3"), ("--image-size", "16 64")])
+def test_cli_bad_arguments_name_the_flag(tmp_path, capsys, flag, value):
+    code = main(["synth", "--output", str(tmp_path / "d"), flag, *value.split()])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"lavt synth: error: {flag} ")
