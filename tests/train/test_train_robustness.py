@@ -174,7 +174,7 @@ def test_bf16_accumulation_channels_last_and_checkpointing_train(tmp_path, synth
 def test_a_bad_architecture_is_refused_before_the_run_dir_exists(tmp_path, synth_root, capsys):  # noqa: F811
     config = _tiny_yaml(tmp_path, synth_root, epochs=1)
     assert cli_main(["train", "--config", str(config), "--mha", "1-2"]) == 2
-    assert "--mha '1-2': expected four head counts" in capsys.readouterr().err
+    assert "--mha '1-2': expected four positive head counts" in capsys.readouterr().err
     assert cli_main(["train", "--config", str(config), "arch.depths=[1,1]"]) == 2
     assert "arch: invalid architecture" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

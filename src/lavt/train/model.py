@@ -23,6 +23,7 @@ def resolve_model_config(cfg: TrainConfig):
     ``synthetic`` (the synthetic dataset's word list), ``bert`` (default) or a
     vocabulary file, one token a line.
     """
+    from lavt.checkpoint import parse_mha
     from lavt.modeling.config import LAVTConfig, TextEncoderConfig, preset_config
     from lavt.tokenizer import Tokenizer
 
@@ -33,7 +34,7 @@ def resolve_model_config(cfg: TrainConfig):
         "fusion_drop": cfg.fusion_drop,
     }
     if cfg.mha:
-        common["pwam_heads"] = _parse_mha(cfg.mha)
+        common["pwam_heads"] = parse_mha(cfg.mha)
     arch = dict(cfg.arch or {})
     vocab = None
     try:
@@ -64,16 +65,6 @@ def resolve_model_config(cfg: TrainConfig):
     except (TypeError, ValueError) as err:
         raise InputError(f"arch: invalid architecture ({err})") from None
     return config, vocab
-
-
-def _parse_mha(mha: str) -> tuple[int, ...]:
-    try:
-        heads = tuple(int(h) for h in str(mha).split("-"))
-    except ValueError:
-        heads = ()
-    if len(heads) != 4:
-        raise InputError(f"mha {mha!r}: expected four head counts a-b-c-d", param="mha")
-    return heads
 
 
 def build_training_model(cfg: TrainConfig, *, initialise: bool) -> nn.Module:
