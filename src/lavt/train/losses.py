@@ -1,4 +1,4 @@
-"""Training losses (the published LAVT recipe and its Dice variant).
+"""Training losses: the published recipe's and its Dice variant (docs/training.md).
 
 - ``ce``: cross-entropy over the two classes with class weights (0.9, 1.1),
   PyTorch's weighted mean over pixels (sum of w_y * loss / sum of w_y), as the

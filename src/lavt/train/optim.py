@@ -1,4 +1,4 @@
-"""Optimizer, parameter groups and learning-rate schedule (the published LAVT recipe).
+"""Optimizer, parameter groups and learning-rate schedule (docs/training.md).
 
 AdamW (betas 0.9, 0.999) over four groups, as the reference builds them:
 
