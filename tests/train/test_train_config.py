@@ -111,3 +111,27 @@ def test_saved_config_reads_back_equal(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     assert resolve_config(tmp_path / "config.yaml") == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["amp"] == "bf16"
+
+
+def test_every_flag_of_the_previous_trainer_still_parses():
+    cfg = _parse(
+        "--model", "lavt_one", "--dataset", "refcocog", "--splitBy", "umd", "--model_id", "r",
+        "--batch-size", "2", "--lr", "1e-4", "--wd", "0", "--epochs", "3", "--img_size", "96",
+        "--swin_type", "tiny", "--window12", "--mha", "2-2-2-2", "--pretrained_swin_weights",
+        "s.pth", "--resume", "auto", "--data-root", "d", "--output-dir", "o", "--text-encoder",
+        "bert", "--text-trainable", "all", "--drop-path", "0.1", "--loss", "dice",
+        "--warmup-iters", "5", "--amp", "bf16", "--grad-accum", "2", "--grad-checkpointing",
+        "--compile", "--channels-last", "--workers", "0", "--seed", "7", "--device", "cpu",
+        "--threads", "1", "--max-nonfinite", "3", "--checkpoint-every", "9", "--log-every", "4",
+        "--val-every", "2", "--no-progress",
+    )  # fmt: skip
+    assert cfg.to_dict() == {
+        **TrainConfig().to_dict(),
+        **dict(model="lavt_one", dataset="refcocog", splitBy="umd", model_id="r", batch_size=2,
+               lr=1e-4, wd=0.0, epochs=3, img_size=96, swin_type="tiny", window12=True,
+               mha="2-2-2-2", pretrained_swin_weights="s.pth", resume="auto", data_root="d",
+               output_dir="o", text_encoder="bert", text_trainable="all", drop_path=0.1,
+               loss="dice", warmup_iters=5, amp="bf16", grad_accum=2, grad_checkpointing=True,
+               compile=True, channels_last=True, workers=0, seed=7, device="cpu", threads=1,
+               max_nonfinite=3, checkpoint_every=9, log_every=4, val_every=2, progress=False),
+    }  # fmt: skip
