@@ -269,9 +269,7 @@ def train_one_epoch(
     )
     steps = 0
     with bar, logging_redirect_tqdm(loggers=[log]):
-        for micro_batches in _groups(loader, grad_accum):
-            if steps == steps_left:
-                break
+        for micro_batches in _groups(loader, grad_accum) if steps_left > 0 else ():
             result = train_step(
                 model,
                 micro_batches,
@@ -299,6 +297,8 @@ def train_one_epoch(
                 if dist.is_main:
                     log_train_record(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if steps == steps_left:
+                break  # before the loader reads another batch
     tracker.check(state)
     loss_sum, count = epoch_loss.totals(dist)
     ended = done + steps == steps_per_epoch or steps < steps_left  # or the loader ran out
