@@ -161,8 +161,9 @@ def _eval(
     channels_last,
     per_image,
 ) -> BenchmarkResult:
-    from lavt.data.dataset import ReferEvalDataset
     from lavt.engine.evaluate import evaluate, make_eval_loader
+
+    from lavt.data.dataset import ReferEvalDataset
 
     dataset = ReferEvalDataset(index, index.split("train"), tokenizer=tokenizer, img_size=img_size)
     amp = None if torch_dtype == torch.float32 else torch_dtype

@@ -17,7 +17,7 @@ from lavt.cli import main
 from lavt.data.synthetic import generate_dataset
 from lavt.modeling import build_model
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 KEYS = {
     "precision@0.5",
     "precision@0.6",
