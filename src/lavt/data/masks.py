@@ -72,7 +72,8 @@ def _counts_problem(counts: Any, height: int, width: int) -> str | None:
     if any(c < 0 for c in counts):
         return "RLE counts hold a negative run length"
     if sum(counts) != height * width:
-        return f"RLE counts cover {sum(counts)} pixels, the {height}x{width} image has {height * width}"
+        pixels = height * width
+        return f"RLE counts cover {sum(counts)} pixels, the {height}x{width} image has {pixels}"
     return None
 
 

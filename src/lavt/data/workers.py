@@ -5,7 +5,8 @@ message of the form ``Caught InputError in DataLoader worker process 0.
 Original Traceback ...`` ending with the original ``lavt.errors.InputError:
 <message>`` line. :func:`clean_worker_errors` turns such a :class:`LavtError`
 back into the plain one-liner, so ``--workers 2`` reports a bad file exactly as
-``--workers 0`` does. Training and evaluation loops iterate inside it::
+``--workers 0`` does (the error's ``param`` does not cross the process boundary:
+torch passes only the text). Training and evaluation loops iterate inside it::
 
     with clean_worker_errors():
         for batch in loader:
@@ -43,4 +44,4 @@ def clean_worker_errors() -> Iterator[None]:
     except LavtError as err:
         if _MARKER not in str(err):
             raise
-        raise type(err)(original_message(err), param=err.param) from None
+        raise type(err)(original_message(err)) from None
