@@ -84,7 +84,7 @@ def test_images_are_checked_first_and_decoded_one_at_a_time(checkpoint, tmp_path
     broken = tmp_path / "broken.png"
     broken.write_bytes(images[0].read_bytes()[:60])
     events.clear()
-    with pytest.raises(InputError, match="broken.png"):
+    with pytest.raises(InputError, match=r"broken\.png"):
         batch.predict_to_folder(predictor, [*images, broken], ["a"], tmp_path / "out2")
     assert events == [] and not (tmp_path / "out2").exists()  # nothing ran
 
