@@ -71,6 +71,11 @@ def _outline(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], wi
     rgb[boundary(mask, 2 * width) & ~outer] = colour
 
 
+def _line_width(rgb: np.ndarray) -> int:
+    """Contour line width for a (H, W, 3) view: 2 px on a 384 px view, more on larger ones."""
+    return max(2, min(rgb.shape[:2]) // 180)
+
+
 def _view(image: Image.Image, masks: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The image (H', W', 3) uint8 and masks (H', W') bool at the viewing size."""
     size = view_size(*image.size)
@@ -113,7 +118,7 @@ def _with_legend(
 ) -> Image.Image:
     """``rgb`` (H, W, 3) above a white strip with one line per (swatch colour, text) row."""
     height, width = rgb.shape[:2]
-    size = max(12, min(24, width // 28))
+    size = max(14, min(28, width // 24))
     line = size + size // 2
     canvas = Image.new("RGB", (width, height + line * len(rows) + size // 2), (255, 255, 255))
     canvas.paste(Image.fromarray(rgb, mode="RGB"), (0, 0))
@@ -136,7 +141,7 @@ def render_prediction(
     rgb, (view,) = _view(image, [mask])
     colour = expression_colour(colour_index)
     _tint(rgb, view, colour, alpha)
-    _outline(rgb, view, colour, max(1, min(rgb.shape[:2]) // 200))
+    _outline(rgb, view, colour, _line_width(rgb))
     share = 100.0 * float(mask.mean())
     return _with_legend(rgb, [(colour, f'"{text}"  ({share:.1f}% of the image)')])
 
@@ -152,7 +157,7 @@ def render_comparison(
 ) -> Image.Image:
     """Prediction (tinted, outlined) against the ground truth (green outline), legend below."""
     rgb, (pred, gt) = _view(image, [prediction, truth])
-    width = max(1, min(rgb.shape[:2]) // 200)
+    width = _line_width(rgb)
     _tint(rgb, pred, PREDICTION, alpha)
     _outline(rgb, pred, PREDICTION, width)
     _outline(rgb, gt, TRUTH, width)

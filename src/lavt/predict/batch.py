@@ -40,16 +40,17 @@ def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def _slug(text: str, limit: int) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+def _slug(text: str, limit: int, keep: str = "") -> str:
+    """``text`` as letters, digits, ``keep`` characters and single dashes, cut to ``limit``."""
+    slug = re.sub(rf"[^A-Za-z0-9{re.escape(keep)}]+", "-", text).strip("-")
     return slug[:limit].rstrip("-") or "x"
 
 
 def output_name(image: str | os.PathLike, text: str) -> str:
     """Stable, unique file-name stem for one (image, expression)."""
     resolved = str(Path(image).resolve())
-    stem = _slug(Path(image).stem, 40)
-    return f"{stem}-{_digest(resolved, 8)}_{_slug(text, 40)}-{_digest(text, 6)}"
+    stem = _slug(Path(image).stem, 40, keep="_.")
+    return f"{stem}-{_digest(resolved, 8)}_{_slug(text.lower(), 40)}-{_digest(text, 6)}"
 
 
 def check_inputs(images: Sequence[str | os.PathLike]) -> list[Path]:
