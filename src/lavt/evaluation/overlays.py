@@ -104,31 +104,46 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """``text`` cut with an ellipsis to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """``text`` broken into lines of at most ``width`` pixels (at most 3; the last one cut)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > 3:
+        lines = [*lines[:2], " ".join(lines[2:])]
+    cut = []
+    for line in lines:
+        while len(line) > 1 and draw.textlength(line, font=font) > width:
+            line = line[:-4] + "..."
+        cut.append(line)
+    return cut or [""]
 
 
 def _with_legend(
     rgb: np.ndarray, rows: list[tuple[tuple[int, int, int] | None, str]]
 ) -> Image.Image:
-    """``rgb`` (H, W, 3) above a white strip with one line per (swatch colour, text) row."""
+    """``rgb`` (H, W, 3) above a white strip with (swatch colour, wrapped text) rows."""
     height, width = rgb.shape[:2]
     size = max(14, min(28, width // 24))
-    line = size + size // 2
-    canvas = Image.new("RGB", (width, height + line * len(rows) + size // 2), (255, 255, 255))
+    line, indent = size + size // 2, size + size
+    font = _font(size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [(colour, _wrap(measure, text, font, width - indent - 4)) for colour, text in rows]
+    total = sum(len(lines) for _, lines in wrapped)
+    canvas = Image.new("RGB", (width, height + line * total + size // 2), (255, 255, 255))
     canvas.paste(Image.fromarray(rgb, mode="RGB"), (0, 0))
-    draw, font = ImageDraw.Draw(canvas), _font(size)
-    for r, (colour, text) in enumerate(rows):
-        top, left = height + size // 4 + r * line, size // 2
+    draw = ImageDraw.Draw(canvas)
+    top = height + size // 4
+    for colour, lines in wrapped:
+        left = size // 2
         if colour is not None:
             draw.rectangle((left, top, left + size, top + size), fill=colour, outline=DARK)
-            left += size + size // 2
-        draw.text((left, top), _fit(draw, text, font, width - left - 4), fill=DARK, font=font)
+        for text in lines:
+            draw.text((indent if colour is not None else left, top), text, fill=DARK, font=font)
+            top += line
     return canvas
 
 
