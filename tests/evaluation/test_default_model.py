@@ -42,6 +42,7 @@ def _overall_iou(model, root, *, swap: bool) -> float:
     return result.metrics.summary()["overall_iou"]
 
 
+@pytest.mark.slow
 def test_default_model_is_bundled_and_small():
     path = default_model_path()
     assert path.suffix == ".safetensors"
@@ -51,6 +52,7 @@ def test_default_model_is_bundled_and_small():
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_default_model_segments_unseen_scenes_by_their_text(scenes):
     model = lavt.load_model(default_model_path())
     plain = _overall_iou(model, scenes, swap=False)

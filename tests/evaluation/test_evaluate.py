@@ -105,6 +105,7 @@ def test_original_resolution_and_swapped_expressions(setup, tmp_path):
         }
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(setup, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(_args(setup, one)) == 0

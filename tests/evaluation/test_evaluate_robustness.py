@@ -140,6 +140,7 @@ def test_image_size_disagreeing_with_instances_is_refused(
     assert name in err and "40x44" in err and "48x48" in err
 
 
+@pytest.mark.slow
 def test_reused_output_has_no_stale_worst_overlays(model_path, data, tmp_path):
     out = tmp_path / "out"
     assert main(_args(model_path, data, out, "--workers", "0", "--save-worst", "3")) == 0

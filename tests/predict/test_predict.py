@@ -195,6 +195,7 @@ def test_convert_cli_round_trip(tmp_path, golden_dir, capsys):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point(checkpoint, tmp_path):
     image = _scene(tmp_path / "s.png")
     env = {**os.environ, "PYTHONPATH": SRC}
