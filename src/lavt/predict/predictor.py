@@ -18,7 +18,6 @@ with the number of expressions beyond the masks themselves (bool, H x W each).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from lavt.predict.notices import notice_image, notice_tokens
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
 
-log = logging.getLogger("lavt")
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
