@@ -36,7 +36,6 @@ from lavt.predict.notices import notice_image, notice_tokens
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
 
-
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 
