@@ -1259,8 +1259,9 @@ def build_validator(
     The objects are sharded over the processes and the integer sums merged
     (:func:`lavt.engine.evaluate.evaluate`); metrics are percentages.
     """
-    from lavt.data.dataset import ReferEvalDataset
     from lavt.engine.evaluate import evaluate, make_eval_loader
+
+    from lavt.data.dataset import ReferEvalDataset
 
     refs = index.check_images(index.split(cfg["val_split"]), skip_missing=cfg["skip_missing"])
     dataset = ReferEvalDataset(index, refs, tokenizer=tokenizer, img_size=cfg["img_size"])
