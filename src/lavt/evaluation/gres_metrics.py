@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from lavt.engine.metrics import IOU_SCALE, intersection_union, iou_from
+from lavt.evaluation.metrics import IOU_SCALE, intersection_union, iou_from
 from lavt.runtime import all_reduce_sum
 
 GRES_THRESHOLDS = (0.7, 0.8, 0.9)
