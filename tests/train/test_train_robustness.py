@@ -178,3 +178,19 @@ def test_a_bad_architecture_is_refused_before_the_run_dir_exists(tmp_path, synth
     assert cli_main(["train", "--config", str(config), "arch.depths=[1,1]"]) == 2
     assert "arch: invalid architecture" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_an_unreadable_image_in_a_loader_worker_is_one_line(tmp_path, capsys):
+    from lavt.data.synthetic import generate_dataset
+
+    root = tmp_path / "data"
+    generate_dataset(root, num_images=24, seed=0)
+    for image in (root / "images").rglob("*.jpg"):
+        image.write_bytes(image.read_bytes()[:200])  # the header survives, the pixels do not
+    config = _tiny_yaml(tmp_path, root, epochs=1, workers=1)
+    assert cli_main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err  # log lines, then the error
+    last = err.splitlines()[-1]
+    assert last.startswith("lavt train: error: ") and "unreadable image" in last, err
+    assert "DataLoader worker" not in err and "Traceback" not in err

@@ -74,16 +74,18 @@ def evaluate_expressions(runner, dataset, spec: BenchSpec) -> int:
 
     The one call into the evaluation code: the same loop ``lavt evaluate`` runs.
     """
-    from lavt.engine.evaluate import evaluate, make_eval_loader
+    from lavt.evaluation import run_evaluation
 
-    loader = make_eval_loader(
+    amp = None if spec.dtype == torch.float32 else spec.dtype
+    result = run_evaluation(
+        runner,
         dataset,
+        device=spec.device,
         batch_size=spec.batch_size,
         workers=spec.workers,
-        pin_memory=spec.device.type == "cuda",
+        amp=amp,
+        keep_records=False,
     )
-    amp = None if spec.dtype == torch.float32 else spec.dtype
-    result = evaluate(runner, loader, spec.device, amp_dtype=amp, keep_records=False)
     return result.metrics.num_expressions
 
 
@@ -98,7 +100,6 @@ def _eval(index, tokenizer, spec: BenchSpec) -> BenchmarkResult:
 
     def timed(limit: int) -> tuple[float, int]:
         subset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
-        subset.items = dataset.items  # evaluate() reads nothing else from it
         synchronize(device)
         t0 = time.perf_counter()
         expressions = evaluate_expressions(runner, subset, spec)

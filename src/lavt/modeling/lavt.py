@@ -64,6 +64,27 @@ class LAVT(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)
 
+    @staticmethod
+    def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits at the model's input size -> foreground log-odds at an image's size.
+
+        ``logits`` (B, 2, h, w) (background, object) -> (B, H, W) float32 for
+        ``size = (H, W)``: ``> 0`` is the mask (the same pixels as
+        ``argmax(1) == 1``) and ``.sigmoid()`` the probability of "referred
+        object" (the softmax of the two logits). The difference of the two
+        logits is resized bilinearly (``align_corners=False``), which equals
+        resizing both (the resize is linear) at half the memory. Every caller
+        (predictor, evaluator, worst-K overlays) goes through here, like SAM's
+        ``postprocess_masks``. Call it with a few rows at a time for large images:
+        the output is B x H x W floats.
+        """
+        foreground = (logits[:, 1:2] - logits[:, 0:1]).float()  # (B, 2, h, w) -> (B, 1, h, w)
+        if tuple(foreground.shape[-2:]) != tuple(size):
+            foreground = F.interpolate(
+                foreground, size=tuple(size), mode="bilinear", align_corners=False
+            )  # (B, 1, H, W)
+        return foreground[:, 0]  # (B, 1, H, W) -> (B, H, W)
+
 
 def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
     """A randomly initialised LAVT for ``config``."""

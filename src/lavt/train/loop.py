@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lavt.data.workers import clean_worker_errors
 from lavt.errors import LavtError
 from lavt.runtime import DistInfo, all_reduce_sum, autocast
 from lavt.train.resume import TrainState
@@ -268,7 +269,7 @@ def train_one_epoch(
         mininterval=1.0 if os.isatty(2) else 30.0,
     )
     steps = 0
-    with bar, logging_redirect_tqdm(loggers=[log]):
+    with bar, logging_redirect_tqdm(loggers=[log]), clean_worker_errors():
         for micro_batches in _groups(loader, grad_accum) if steps_left > 0 else ():
             result = train_step(
                 model,

@@ -261,30 +261,26 @@ class TrainData:
 def build_validator(cfg: TrainConfig, index, tokenizer, info: DistInfo, device):
     """``validate(model, amp_dtype) -> metrics`` (percentages) over the validation split.
 
-    The evaluation driver's loader shards the objects over the processes and its
-    ``evaluate`` merges the integer sums. Every rank evaluates rank 0's model,
-    the one that is saved (unsynchronised BatchNorm statistics differ).
+    Through the evaluation driver shared with ``lavt evaluate``: each process
+    evaluates its shard of the objects and the integer sums are merged. Every
+    rank evaluates rank 0's model, the one that is saved (unsynchronised
+    BatchNorm statistics differ).
     """
     from lavt.data.dataset import ReferEvalDataset
-    from lavt.engine.evaluate import evaluate, make_eval_loader
+    from lavt.evaluation import run_evaluation
 
     refs = index.check_images(index.split(cfg.val_split), skip_missing=cfg.skip_missing)
     dataset = ReferEvalDataset(index, refs, tokenizer=tokenizer, img_size=cfg.img_size)
-    loader = make_eval_loader(
-        dataset,
-        batch_size=cfg.val_batch_size or cfg.batch_size,
-        workers=cfg.workers,
-        rank=info.rank,
-        world_size=info.world_size,
-        pin_memory=device.type == "cuda",
-    )
 
     def validate(model: nn.Module, amp_dtype: torch.dtype | None) -> dict[str, Any]:
         plain = unwrap_model(model)
         if info.enabled:
             for buffer in plain.buffers():
                 torch_dist.broadcast(buffer, src=0)
-        result = evaluate(plain, loader, device, amp_dtype=amp_dtype, keep_records=False)
+        result = run_evaluation(
+            plain, dataset, device=device, batch_size=cfg.val_batch_size or cfg.batch_size,
+            workers=cfg.workers, dist=info, amp=amp_dtype, keep_records=False,
+        )  # fmt: skip
         plain.train()
         return {**result.metrics.summary(), "num_expressions": result.metrics.num_expressions}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lavt.engine.metrics import SegmentationMetrics, format_table, intersection_union
+from lavt.evaluation.metrics import SegmentationMetrics, format_table, intersection_union
 
 
 def _masks(rows: list[str]) -> torch.Tensor:

@@ -24,12 +24,11 @@ def mini(golden_dir):
 
 def _parts_overlap(index, ref, size):
     """Pixels covered by two or more polygon parts, resized like the target."""
-    from pycocotools import mask as mask_utils
-
     ann = index.annotations[ref.ann_id]
     image = index.images[ref.image_id]
-    parts = mask_utils.decode(
-        mask_utils.frPyObjects(ann["segmentation"], image["height"], image["width"])
+    parts = np.stack(
+        [segmentation_to_mask([p], image["height"], image["width"]) for p in ann["segmentation"]],
+        axis=-1,
     )
     overlap = (parts.sum(-1) >= 2).astype(np.uint8)
     return np.asarray(Image.fromarray(overlap).resize((size, size), Image.NEAREST)).astype(bool)
@@ -194,8 +193,8 @@ def test_malicious_refs_pickle_does_not_run(copy_mini, tmp_path):
         ("ref_without_key", "lacks sentences"),
         ("missing_annotation", "points to annotation 100"),
         ("missing_image_record", "points to image 500"),
-        ("bad_splitby", "--splitBy umd"),
-        ("no_root", "--data-root"),
+        ("bad_splitby", "split_by umd"),
+        ("no_root", "data_root"),
     ],
 )
 def test_bad_files(copy_mini, damage, message):
@@ -250,7 +249,7 @@ def test_missing_images_are_counted(copy_mini):
 
 
 def test_unknown_split_is_reported(mini):
-    with pytest.raises(InputError, match="--split testC"):
+    with pytest.raises(InputError, match="split testC"):
         mini.split("testC")
 
 

@@ -17,7 +17,7 @@ from lavt.cli import main
 from lavt.data.synthetic import generate_dataset
 from lavt.modeling import build_model
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 KEYS = {
     "precision@0.5",
     "precision@0.6",
@@ -105,6 +105,7 @@ def test_original_resolution_and_swapped_expressions(setup, tmp_path):
         }
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(setup, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(_args(setup, one)) == 0

@@ -25,7 +25,7 @@ def scenes(tmp_path_factory):
 def _overall_iou(model, root, *, swap: bool) -> float:
     from lavt.data.dataset import ReferEvalDataset
     from lavt.data.refer import ReferIndex
-    from lavt.engine.evaluate import evaluate, make_eval_loader
+    from lavt.evaluation import evaluate, make_eval_loader
     from lavt.tokenizer import tokenizer_for_model
 
     index = ReferIndex(root, "refcoco", "unc")
@@ -38,10 +38,11 @@ def _overall_iou(model, root, *, swap: bool) -> float:
         swap_expressions=swap,
     )
     loader = make_eval_loader(dataset, batch_size=8, workers=0)
-    result = evaluate(model, loader, torch.device("cpu"), keep_records=False)
+    result = evaluate(model, loader, device=torch.device("cpu"), keep_records=False)
     return result.metrics.summary()["overall_iou"]
 
 
+@pytest.mark.slow
 def test_default_model_is_bundled_and_small():
     path = default_model_path()
     assert path.suffix == ".safetensors"
@@ -51,6 +52,7 @@ def test_default_model_is_bundled_and_small():
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_default_model_segments_unseen_scenes_by_their_text(scenes):
     model = lavt.load_model(default_model_path())
     plain = _overall_iou(model, scenes, swap=False)

@@ -1,4 +1,4 @@
-"""Referring-segmentation metrics of the published protocol (LAVT_SPEC section 7).
+"""Referring-segmentation metrics of the published protocol (the LAVT paper, CVPR 2022).
 
 Per expression: I = |pred AND gt|, U = |pred OR gt|, IoU = I / U (0 when U = 0).
 Reported: precision@{0.5..0.9} (share of expressions with IoU >= t), overall IoU
@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from lavt.runtime import all_reduce_sum
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 IOU_SCALE = 2**40  # fixed point for the sum of IoUs: exact in int64 up to 8M expressions
@@ -70,17 +72,12 @@ class SegmentationMetrics:
 
     def all_reduce(self, device: torch.device | str = "cpu") -> SegmentationMetrics:
         """Sum over all processes of the default group (no-op when not distributed)."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
         ints = torch.tensor(
             [self.num_expressions, self.cum_inter, self.cum_union, self.iou_sum, *self.hits],
             dtype=torch.int64,
             device=device,
         )
-        dist.all_reduce(ints)
-        n, inter, union, iou_sum, *hits = ints.tolist()
+        n, inter, union, iou_sum, *hits = all_reduce_sum(ints).tolist()
         return SegmentationMetrics(n, inter, union, iou_sum, hits)
 
     @property

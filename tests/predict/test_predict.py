@@ -18,10 +18,11 @@ from conftest import tiny_config
 from lavt.checkpoint import save_checkpoint
 from lavt.cli import main
 from lavt.errors import CheckpointError
+from lavt.evaluation.overlays import view_size
 from lavt.modeling import build_model
 from lavt.predict import Predictor
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def test_predict_end_to_end(checkpoint, tmp_path, capsys):
     sizes = {str(first): (90, 60), str(second): (40, 70)}
     for line in lines:
         with Image.open(line["mask"]) as mask, Image.open(line["overlay"]) as overlay:
-            assert mask.size == overlay.size == sizes[line["image"]]
+            assert mask.size == sizes[line["image"]]
+            view = view_size(*mask.size)  # overlays are drawn enlarged, with a legend below
+            assert overlay.size[0] == view[0] and overlay.size[1] > view[1]
             values = np.asarray(mask)
             assert set(np.unique(values)) <= {0, 255}
             assert line["foreground_fraction"] == pytest.approx((values > 0).mean(), abs=1e-6)
@@ -70,10 +73,9 @@ def test_predict_end_to_end(checkpoint, tmp_path, capsys):
 def test_expressions_are_batched_consistently(checkpoint, tmp_path):
     predictor = Predictor(lavt.load_model(checkpoint), device="cpu")
     image = Image.open(_scene(tmp_path / "s.png"))
-    together = predictor.predict(image, ["the red circle", "a blue square on the right"])
-    alone = [
-        predictor.predict(image, [t])[0] for t in ["the red circle", "a blue square on the right"]
-    ]
+    texts = ["the red circle", "a blue square on the right"]
+    together = predictor.predict(image, texts, probability=True)
+    alone = [predictor.predict(image, [t], probability=True)[0] for t in texts]
     for a, b in zip(together, alone, strict=True):
         np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)
         assert a.mask.shape == (60, 90)
@@ -81,7 +83,9 @@ def test_expressions_are_batched_consistently(checkpoint, tmp_path):
 
 def test_predictor_accepts_arrays(checkpoint):
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
-    result = predictor.predict(np.zeros((30, 20, 3), dtype=np.uint8), "anything")[0]
+    result = predictor.predict(np.zeros((30, 20, 3), dtype=np.uint8), "anything", probability=True)[
+        0
+    ]
     assert result.mask.shape == (30, 20) and result.probability.dtype == np.float32
 
 
@@ -191,6 +195,7 @@ def test_convert_cli_round_trip(tmp_path, golden_dir, capsys):
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_module_entry_point(checkpoint, tmp_path):
     image = _scene(tmp_path / "s.png")
     env = {**os.environ, "PYTHONPATH": SRC}
