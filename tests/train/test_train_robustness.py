@@ -193,4 +193,4 @@ def test_an_unreadable_image_in_a_loader_worker_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err  # log lines, then the error
     last = err.splitlines()[-1]
     assert last.startswith("lavt train: error: ") and "unreadable image" in last, err
-    assert "DataLoader worker" not in err and "Traceback" not in err
+    assert "Caught InputError" not in err and "Original Traceback" not in err
