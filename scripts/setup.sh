@@ -6,8 +6,18 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-if ! "$VPY" -c "import lavt, torch, transformers, pycocotools, pytest, ruff" >/dev/null 2>&1; then
+if ! "$VPY" -c "import lavt, torch, transformers, pycocotools, pytest, ruff, fastapi, uvicorn, multipart, prometheus_client, httpx, playwright" >/dev/null 2>&1; then
   # torch first and pinned, so that nothing pulls a multi-GB CUDA build on a CPU machine
   "$VPY" -m pip install -q "${LAVT_TORCH:-torch==2.13.0}" 2> >(grep -v "^WARNING: Location" >&2)
-  "$VPY" -m pip install -q -e ".[dev]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "return '\\\\n'.join" >&2)
+  "$VPY" -m pip install -q -e ".[dev,serve]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "return '\\\\n'.join" >&2)
+fi
+# The browser test drives the system Chromium (Playwright's own download cannot work here).
+# Installed through apt only in CI or when asked (LAVT_INSTALL_CHROMIUM=1), and only as root.
+if [ ! -x /usr/bin/chromium ] && { [ "${CI:-}" = "true" ] || [ "${LAVT_INSTALL_CHROMIUM:-}" = "1" ]; }; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  else
+    echo "setup.sh: /usr/bin/chromium missing; install it with: sudo apt-get install chromium" >&2
+  fi
 fi
