@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 import torch
-from conftest import EXAMPLES
 from prometheus_client.parser import text_string_to_metric_families
+from serve_helpers import EXAMPLES
 
 from lavt.serve.adapter import PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull

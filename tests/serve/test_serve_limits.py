@@ -12,16 +12,16 @@ import urllib.parse
 
 import httpx
 import pytest
-from conftest import running_server
 from PIL import Image
+from serve_helpers import running_server
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 1024 * 1024  # the shared server's --max-upload-mb 1
 
 
-def raw_exchange(url: str, head: str, chunks, *, settle: float = 0.0) -> tuple[int, dict, int]:
-    """Send ``head`` then ``chunks`` until the server answers; -> (status, JSON body, bytes sent)."""
+def raw_exchange(url: str, head: str, chunks) -> tuple[int, dict, int]:
+    """Send ``head``, then ``chunks`` until the server answers -> (status, JSON, bytes sent)."""
     parsed = urllib.parse.urlparse(url)
     sent = 0
     with socket.create_connection((parsed.hostname, parsed.port), timeout=30) as sock:

@@ -30,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=4096 * 4096, help="image size limit")
     parser.add_argument("--max-expressions", type=int, default=8, help="texts per request")
     parser.add_argument("--max-text-chars", type=int, default=200, help="characters per text")
-    parser.add_argument(
-        "--request-timeout", type=float, default=30.0, help="seconds before a 504"
-    )
+    parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds before a 504")
     parser.add_argument(
         "--cors-origin",
         action="append",
@@ -45,9 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_installed() -> None:
     missing = [name for name in SERVE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise InputError(
-            f"lavt serve needs {', '.join(missing)}: pip install 'lavt[serve]'"
-        )
+        raise InputError(f"lavt serve needs {', '.join(missing)}: pip install 'lavt[serve]'")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -128,7 +128,8 @@ class ModelAdapter:
                 logits[row : row + 1], size=(height, width), mode="bilinear", align_corners=False
             )  # (1, 2, H, W)
             probability = resized.softmax(dim=1)[0, 1].cpu().numpy()  # (H, W)
+            probability = probability.astype(np.float32)
             predictions.append(
-                Prediction(text=text, mask=probability > 0.5, probability=probability.astype(np.float32))
+                Prediction(text=text, mask=probability > 0.5, probability=probability)
             )
         return predictions

@@ -122,7 +122,8 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         try:
             job = batcher.submit(prepared, deadline)
         except QueueFull as err:
-            raise ApiError(503, f"server busy: {err}; retry later", headers={"Retry-After": "1"})
+            message = f"server busy: {err}; retry later"
+            raise ApiError(503, message, headers={"Retry-After": "1"}) from None
         try:
             logits = await asyncio.wrap_future(job.future)  # (E, 2, S, S)
         except asyncio.CancelledError:

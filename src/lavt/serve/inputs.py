@@ -81,9 +81,11 @@ async def _read_json(request: Request) -> SegmentRequest:
         raise ApiError(422, "image: missing (a base64 string of the image file)")
     texts = body.get("texts", body.get("text"))
     texts = [texts] if isinstance(texts, str) else texts
-    if texts is not None and not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+    texts = [] if texts is None else texts
+    if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
         raise ApiError(422, "texts: must be a list of strings")
-    return SegmentRequest(decode_base64(image), "image", texts or [], body.get("return_png") is True)
+    png = body.get("return_png") is True
+    return SegmentRequest(decode_base64(image), "image", texts, png)
 
 
 def decode_base64(data: str) -> bytes:

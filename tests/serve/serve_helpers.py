@@ -1,0 +1,67 @@
+"""Helpers of the serve tests: a real ``lavt serve`` on 127.0.0.1 at a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
+
+#: limits of the shared server; small so that the error tests stay cheap
+MAIN_FLAGS = (
+    "--max-upload-mb", "1",
+    "--max-pixels", "1000000",
+    "--max-expressions", "4",
+    "--max-text-chars", "60",
+    "--max-batch", "16",
+    "--max-wait-ms", "100",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(*flags: str, log_dir: Path):
+    """``python -m lavt serve --port N FLAGS`` until /healthz answers; stopped on exit."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log_path = log_dir / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lavt", "serve", "--port", str(port), "--device", "cpu", *flags],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {log_path.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
