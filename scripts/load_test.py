@@ -75,6 +75,11 @@ def workload() -> list[tuple[str, bytes, str]]:
     ]
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values (nearest rank)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 async def run_clients(url: str, requests: int, clients: int) -> dict:
     items = workload()
     latencies: list[float] = []
@@ -110,8 +115,8 @@ async def run_clients(url: str, requests: int, clients: int) -> dict:
         "errors_by_kind": errors,
         "wall_s": round(wall, 3),
         "requests_per_s": round(requests / wall, 2),
-        "latency_p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
-        "latency_p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2),
+        "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 2),
+        "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
     }
 
 
@@ -129,8 +134,8 @@ def batch_stats(url: str) -> dict:
 
 
 def measure(max_batch: int, args: argparse.Namespace) -> dict:
-    flags = ["--device", "cpu", "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-             "--max-queue", "1024"]  # fmt: skip
+    flags = ["--device", "cpu", "--max-batch", str(max_batch),
+             "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024"]  # fmt: skip
     with server(flags, args.server_threads) as (url, pid):
         asyncio.run(run_clients(url, args.warmup, args.clients))  # warm up
         rss_before = rss_mb(pid)
@@ -148,7 +153,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
-    parser.add_argument("--server-threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--server-threads", type=int, default=1, help="server's OMP_NUM_THREADS")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     runs = [measure(16, args), measure(1, args)]

@@ -2,10 +2,12 @@
 // expression. Plain JavaScript, no build step, nothing fetched but this server.
 "use strict";
 
+// Colours unlike the synthetic scenes' own (red, green, blue, yellow, purple, orange).
 const COLOURS = [
-  [230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
-  [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60],
+  [0, 229, 255], [255, 0, 204], [255, 255, 255], [127, 255, 0],
+  [255, 140, 180], [0, 0, 0], [140, 255, 230], [120, 120, 255],
 ];
+const FILL_ALPHA = 130;  // the object's pixels; its outline is opaque
 const $ = (id) => document.getElementById(id);
 const state = { imageBlob: null, imageName: "", bitmap: null, results: [] };
 
@@ -70,9 +72,13 @@ function maskCanvas(decoded, colour) {
   canvas.height = decoded.height;
   const ctx = canvas.getContext("2d");
   const pixels = ctx.createImageData(decoded.width, decoded.height);
-  for (let i = 0; i < decoded.mask.length; i++) {
-    if (!decoded.mask[i]) continue;
-    pixels.data.set([colour[0], colour[1], colour[2], 255], 4 * i);
+  const { mask, width, height } = decoded;
+  const inside = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[y * width + x];
+  for (let i = 0; i < mask.length; i++) {
+    if (!mask[i]) continue;
+    const x = i % width, y = Math.floor(i / width);
+    const edge = !inside(x - 1, y) || !inside(x + 1, y) || !inside(x, y - 1) || !inside(x, y + 1);
+    pixels.data.set([colour[0], colour[1], colour[2], edge ? 255 : FILL_ALPHA], 4 * i);
   }
   ctx.putImageData(pixels, 0, 0);
   return canvas;
