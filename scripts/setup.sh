@@ -12,11 +12,14 @@ if ! "$VPY" -c "import lavt, torch, transformers, pycocotools, pytest, ruff, fas
   "$VPY" -m pip install -q -e ".[dev,serve]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "return '\\\\n'.join" >&2)
 fi
 # The browser test drives the system Chromium (Playwright's own download cannot work here).
-# Installed through apt only in CI or when asked (LAVT_INSTALL_CHROMIUM=1), and only as root.
+# Installed through apt only in CI or when asked (LAVT_INSTALL_CHROMIUM=1), as root or
+# through password-less sudo.
 if [ ! -x /usr/bin/chromium ] && { [ "${CI:-}" = "true" ] || [ "${LAVT_INSTALL_CHROMIUM:-}" = "1" ]; }; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  SUDO=""
+  [ "$(id -u)" = "0" ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null
   else
     echo "setup.sh: /usr/bin/chromium missing; install it with: sudo apt-get install chromium" >&2
   fi

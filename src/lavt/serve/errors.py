@@ -18,9 +18,12 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str) -> dict:
+    """The JSON body of an error answer (``type``: the status phrase in snake case)."""
     kind = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     return {"error": {"status": status, "type": kind, "message": message}}
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None):
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)

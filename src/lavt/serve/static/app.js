@@ -1,5 +1,6 @@
 // The lavt page: pick or upload an image, type expressions, see one overlay per
-// expression. Plain JavaScript, no build step, nothing fetched but this server.
+// expression. Plain JavaScript, no build step, nothing fetched but this server
+// (relative URLs, so the page also works behind a reverse proxy's path prefix).
 "use strict";
 
 // Colours unlike the synthetic scenes' own (red, green, blue, yellow, purple, orange).
@@ -148,7 +149,7 @@ async function segment() {
   $("segment").disabled = true;
   setStatus("Segmenting…");
   try {
-    const reply = await fetch("/v1/segment", { method: "POST", body: form });
+    const reply = await fetch("v1/segment", { method: "POST", body: form });
     const body = await reply.json();
     if (!reply.ok) throw new Error(body.error ? body.error.message : reply.statusText);
     drawResults(body);
@@ -163,7 +164,7 @@ async function segment() {
 }
 
 async function loadExamples() {
-  const examples = await (await fetch("/static/examples/examples.json")).json();
+  const examples = await (await fetch("static/examples/examples.json")).json();
   for (const example of examples) {
     const option = document.createElement("option");
     option.value = example.file;
@@ -174,7 +175,7 @@ async function loadExamples() {
 }
 
 async function loadModelLine() {
-  const info = await (await fetch("/v1/model")).json();
+  const info = await (await fetch("v1/model")).json();
   $("model-line").textContent =
     `model ${info.name} (${info.architecture.variant}, input ${info.input_size.join("×")}, ` +
     `${info.device}); up to ${info.limits.max_expressions} expressions per image`;
@@ -183,7 +184,7 @@ async function loadModelLine() {
 $("example").addEventListener("change", async (event) => {
   const option = event.target.selectedOptions[0];
   if (!option.value) return;
-  const blob = await (await fetch(`/static/examples/${option.value}`)).blob();
+  const blob = await (await fetch(`static/examples/${option.value}`)).blob();
   $("texts").value = option.dataset.texts;
   $("upload").value = "";
   await showImage(blob, option.value);
