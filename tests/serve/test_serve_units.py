@@ -97,3 +97,18 @@ def test_cli_rejects_bad_limit_with_flag_name(capsys):
 
     assert main(["serve", "--max-batch", "0"]) != 0
     assert "--max-batch 0: must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_port_in_use_is_one_line_before_loading_the_model(capsys):
+    import socket
+
+    from lavt.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) != 0
+    err = capsys.readouterr().err
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
+    assert len(err.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import socket
 from pathlib import Path
 
 from lavt.errors import InputError
@@ -46,6 +47,21 @@ def _check_installed() -> None:
         raise InputError(f"lavt serve needs {', '.join(missing)}: pip install 'lavt[serve]'")
 
 
+def _check_address(host: str, port: int) -> None:
+    """Fail early, with one line, when the address cannot be listened on."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"port {port}: must be in 0..65535", param="port")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as err:
+        raise InputError(
+            f"port {port}: cannot listen on {host}:{port} ({err.strerror or err})", param="port"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     _check_installed()
     import uvicorn
@@ -57,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from lavt.serve.app import create_app
     from lavt.serve.config import ServeConfig
 
-    if not 0 <= args.port <= 65535:
-        raise InputError(f"port {args.port}: must be in 0..65535", param="port")
+    _check_address(args.host, args.port)
     config = ServeConfig(
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
