@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Load test of ``lavt serve`` on loopback (not part of the test suite).
 
-Starts the server twice with the default model (``--max-batch 16``, then
-``--max-batch 1``), sends REQUESTS requests from CLIENTS concurrent clients
-(multipart, one bundled example image and one of its expressions each), and
-reports errors, p50/p99 latency, requests/s and the server's RSS before and
-after, plus the throughput ratio. Writes the figures as JSON::
+Starts two servers with the default model (``--max-batch 16`` and
+``--max-batch 1``), sends each REQUESTS requests from CLIENTS concurrent
+clients (multipart, one bundled example image and one of its expressions
+each), and reports errors, p50/p99 latency, requests/s, the server's RSS
+before and after, and the throughput ratio. The rounds alternate between the
+two servers, so that other work on the machine weighs on both alike. Writes
+the figures as JSON::
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/load_test.py \
         --requests 1000 --clients 16 --output benchmarks/serve_load_cpu.json
@@ -23,10 +25,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from importlib import resources
 from pathlib import Path
-
-import httpx
 
 EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
@@ -56,9 +58,10 @@ def server(flags: list[str], threads: int):
         for _ in range(600):
             if proc.poll() is not None:
                 raise RuntimeError(proc.stderr.read().decode())
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
             time.sleep(0.2)
         yield url, proc.pid
     finally:
@@ -80,50 +83,94 @@ def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_clients(url: str, requests: int, clients: int) -> dict:
-    items = workload()
+def build_requests(url: str) -> list[bytes]:
+    """One complete HTTP/1.1 multipart request per (example image, expression)."""
+    port = urllib.parse.urlparse(url).port
+    requests = []
+    for name, data, text in workload():
+        boundary = "lavtloadtest"
+        disposition = f"--{boundary}\r\nContent-Disposition: form-data; name="
+        image_head = f'{disposition}"image"; filename="{name}"\r\n\r\n'
+        text_part = f'\r\n{disposition}"text"\r\n\r\n{text}\r\n--{boundary}--\r\n'
+        body = image_head.encode() + data + text_part.encode()
+        head = (
+            f"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes):
+    """Send one request on a kept-alive connection -> (status, body)."""
+    writer.write(request)
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def run_clients(url: str, requests: int, clients: int) -> tuple[list[float], dict, float]:
+    """``requests`` requests from ``clients`` concurrent clients -> (latencies, errors, wall).
+
+    A minimal HTTP/1.1 client over kept-alive loopback connections (prebuilt
+    request bytes), so that the load generator takes little of the CPU the
+    server needs.
+    """
+    prebuilt = build_requests(url)
+    parsed = urllib.parse.urlparse(url)
     latencies: list[float] = []
     errors: dict[str, int] = {}
     counter = iter(range(requests))
 
-    async def client(http: httpx.AsyncClient) -> None:
-        for k in counter:
-            name, data, text = items[k % len(items)]
-            start = time.perf_counter()
-            try:
-                reply = await http.post(
-                    f"{url}/v1/segment", files={"image": (name, data)}, data={"text": text}
-                )
-                ok = reply.status_code == 200 and len(reply.json()["results"]) == 1
-                key = None if ok else str(reply.status_code)
-            except httpx.HTTPError as err:
-                key = type(err).__name__
-            latencies.append(time.perf_counter() - start)
-            if key:
-                errors[key] = errors.get(key, 0) + 1
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+        try:
+            for k in counter:
+                start = time.perf_counter()
+                try:
+                    status, body = await exchange(reader, writer, prebuilt[k % len(prebuilt)])
+                    ok = status == 200 and len(json.loads(body)["results"]) == 1
+                    key = None if ok else str(status)
+                except (OSError, ValueError, asyncio.IncompleteReadError) as err:
+                    key = type(err).__name__
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+                latencies.append(time.perf_counter() - start)
+                if key:
+                    errors[key] = errors.get(key, 0) + 1
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        wall = time.perf_counter() - start
-    latencies.sort()
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors, time.perf_counter() - start
+
+
+def summary(latencies: list[float], errors: dict, wall: float, clients: int) -> dict:
+    ordered = sorted(latencies)
     return {
-        "requests": requests,
+        "requests": len(ordered),
         "clients": clients,
         "errors": sum(errors.values()),
         "errors_by_kind": errors,
         "wall_s": round(wall, 3),
-        "requests_per_s": round(requests / wall, 2),
-        "latency_p50_ms": round(1000 * percentile(latencies, 0.50), 2),
-        "latency_p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+        "requests_per_s": round(len(ordered) / wall, 2),
+        "latency_p50_ms": round(1000 * percentile(ordered, 0.50), 2),
+        "latency_p99_ms": round(1000 * percentile(ordered, 0.99), 2),
     }
 
 
 def batch_stats(url: str) -> dict:
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{url}/metrics").text
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
     for family in text_string_to_metric_families(text):
         if family.name == "lavt_batch_size":
             values = {s.name.rsplit("_", 1)[-1]: s.value for s in family.samples
@@ -133,18 +180,34 @@ def batch_stats(url: str) -> dict:
     return {}
 
 
-def measure(max_batch: int, args: argparse.Namespace) -> dict:
-    flags = ["--device", "cpu", "--max-batch", str(max_batch),
-             "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024"]  # fmt: skip
-    with server(flags, args.server_threads) as (url, pid):
-        asyncio.run(run_clients(url, args.warmup, args.clients))  # warm up
-        rss_before = rss_mb(pid)
-        result = asyncio.run(run_clients(url, args.requests, args.clients))
-        rss_after = rss_mb(pid)
-        stats = batch_stats(url)
-    return {"max_batch": max_batch, **result, **stats,
-            "server_rss_mb_before": round(rss_before, 1),
-            "server_rss_mb_after": round(rss_after, 1)}  # fmt: skip
+def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> list[dict]:
+    """Both servers up at once; rounds alternate between them, so that a machine
+    shared with other work loads both configurations alike."""
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for max_batch in batches:
+            flags = ["--device", "cpu", "--max-batch", str(max_batch),
+                     "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024"]  # fmt: skip
+            servers[max_batch] = stack.enter_context(server(flags, args.server_threads))
+        for url, _ in servers.values():
+            asyncio.run(run_clients(url, args.warmup, args.clients))
+        rss_before = {b: rss_mb(pid) for b, (_, pid) in servers.items()}
+        totals = {b: ([], {}, 0.0) for b in batches}
+        per_round = args.requests // args.rounds
+        for _ in range(args.rounds):
+            for b, (url, _) in servers.items():
+                latencies, errors, wall = asyncio.run(run_clients(url, per_round, args.clients))
+                all_latencies, all_errors, all_wall = totals[b]
+                all_latencies.extend(latencies)
+                for key, count in errors.items():
+                    all_errors[key] = all_errors.get(key, 0) + count
+                totals[b] = (all_latencies, all_errors, all_wall + wall)
+        runs = []
+        for b, (url, pid) in servers.items():
+            runs.append({"max_batch": b, **summary(*totals[b], args.clients), **batch_stats(url),
+                         "server_rss_mb_before": round(rss_before[b], 1),
+                         "server_rss_mb_after": round(rss_mb(pid), 1)})  # fmt: skip
+    return runs
 
 
 def main() -> int:
@@ -152,15 +215,20 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5, help="alternations between servers")
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--server-threads", type=int, default=1, help="server's OMP_NUM_THREADS")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
-    runs = [measure(16, args), measure(1, args)]
+    cpu_start = time.process_time()
+    runs = measure(args)
+    client_cpu = time.process_time() - cpu_start
     for run in runs:
         print(json.dumps(run))
     speedup = runs[0]["requests_per_s"] / runs[1]["requests_per_s"]
     print(f"throughput --max-batch 16 / --max-batch 1: {speedup:.2f}x")
+    total = sum(run["requests"] for run in runs)
+    print(f"load generator CPU: {1000 * client_cpu / total:.2f} ms per request")
     if args.output:
         import torch
 
@@ -173,6 +241,8 @@ def main() -> int:
             "server_omp_threads": args.server_threads,
             "torch": torch.__version__,
             "max_wait_ms": args.max_wait_ms,
+            "rounds": args.rounds,
+            "note": "client and servers on the same loopback host; rounds alternate configs",
             "runs": runs,
             "batching_speedup": round(speedup, 2),
         }

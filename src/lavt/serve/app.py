@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lavt.serve.adapter import ModelAdapter
+from lavt.serve.adapter import ModelAdapter, PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 from lavt.serve.config import ServeConfig
 from lavt.serve.encode import encode_prediction
@@ -115,10 +115,12 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         metrics.latency.observe(time.monotonic() - start)
         return response
 
+    def _prepare(parsed: SegmentRequest) -> PreparedImage:
+        return adapter.prepare(decode_image(parsed.image, parsed.filename), parsed.texts)
+
     async def _segment(request: Request, deadline: float) -> JSONResponse:
         parsed: SegmentRequest = await read_segment_request(request, config)
-        picture = await run_in_threadpool(decode_image, parsed.image, parsed.filename)
-        prepared = await run_in_threadpool(adapter.prepare, picture, parsed.texts)
+        prepared = await run_in_threadpool(_prepare, parsed)
         try:
             job = batcher.submit(prepared, deadline)
         except QueueFull as err:
