@@ -33,6 +33,14 @@ from pathlib import Path
 EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
 
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -236,7 +244,7 @@ def main() -> int:
             "benchmark": "lavt serve load test (scripts/load_test.py)",
             "model": "bundled default (lavt_synthetic.safetensors)",
             "device": "cpu",
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "server_omp_threads": args.server_threads,
             "torch": torch.__version__,

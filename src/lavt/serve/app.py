@@ -14,6 +14,7 @@ import logging
 import time
 from importlib import resources
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -55,6 +56,9 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
     async def lifespan(app: FastAPI):
         # load_image's bomb check compares against PIL's limit: make it ours (this process).
         Image.MAX_IMAGE_PIXELS = config.max_pixels
+        # decoding and mask encoding are short: a few threads suffice, and fewer
+        # threads mean fewer malloc arenas and less GIL contention with the model thread
+        to_thread.current_default_thread_limiter().total_tokens = config.worker_threads
         batcher.start()
         try:
             yield

@@ -24,10 +24,12 @@ class ServeConfig:
     max_expressions: int = 8
     max_text_chars: int = 200
     request_timeout_s: float = 30.0
+    worker_threads: int = 4  # threads decoding images and encoding masks
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_pixels", "max_expressions", "max_text_chars"):
+        ints = ("max_batch", "max_queue", "max_pixels", "max_expressions", "max_text_chars")
+        for name in (*ints, "worker_threads"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} {getattr(self, name)}: must be at least 1", param=name)
         for name in ("max_upload_mb", "request_timeout_s"):
