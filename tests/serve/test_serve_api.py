@@ -178,6 +178,7 @@ def image_part(data: bytes, name: str = "x.png") -> dict:
 
 
 GOOD = png_bytes(Image.new("RGB", (16, 16), (200, 30, 30)))
+TWO_IMAGES = [("image", ("a.png", GOOD)), ("image", ("b.png", GOOD))]
 
 
 @pytest.mark.parametrize(
@@ -191,6 +192,7 @@ GOOD = png_bytes(Image.new("RGB", (16, 16), (200, 30, 30)))
         ({"files": image_part(GOOD), "data": {"text": "x" * 61}}, 422, "at most 60"),
         ({"files": image_part(GOOD), "data": {"text": "   "}}, 422, "empty"),
         ({"files": {"text": (None, "a")}}, 422, "image: missing"),
+        ({"files": TWO_IMAGES, "data": {"text": "a"}}, 422, "multipart"),
         ({"data": {"text": "a"}}, 415, "x-www-form-urlencoded"),
         ({"json": {"texts": ["a"]}}, 422, "image: missing"),
         ({"json": {"image": "%%%notbase64", "texts": ["a"]}}, 422, "base64"),

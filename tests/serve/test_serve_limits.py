@@ -125,6 +125,19 @@ def test_queue_full_is_503_with_retry_after_and_deadline_is_504(busy_server):
     assert 'lavt_requests_total{status="504"} 2.0' in metrics
 
 
+def test_slow_upload_gets_504_at_the_deadline(busy_server):
+    """A client that never finishes its body is answered at the deadline, not waited for."""
+    parsed = urllib.parse.urlparse(busy_server)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"image": "'
+        )
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 504"), reply
+    assert httpx.get(f"{busy_server}/healthz").status_code == 200
+
+
 def test_cors_only_for_the_given_origin(busy_server, server):
     preflight = {
         "Origin": "http://allowed.test",

@@ -97,6 +97,8 @@ def test_cli_rejects_bad_limit_with_flag_name(capsys):
 
     assert main(["serve", "--max-batch", "0"]) != 0
     assert "--max-batch 0: must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--request-timeout", "0"]) != 0
+    assert "--request-timeout 0.0: must be positive" in capsys.readouterr().err
 
 
 def test_cli_port_in_use_is_one_line_before_loading_the_model(capsys):
