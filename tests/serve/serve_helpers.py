@@ -1,4 +1,9 @@
-"""Helpers of the serve tests: a real ``lavt serve`` on 127.0.0.1 at a free port."""
+"""Fixtures and helpers of the serve tests: a real ``lavt serve`` on 127.0.0.1, free port.
+
+A plugin module (``pytest_plugins = ["serve_helpers"]`` in each test file),
+not a ``conftest.py``: a second ``conftest`` module would replace the root one
+in ``sys.modules`` and break ``from conftest import ...`` in other tests.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+import pytest
 
 EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
@@ -65,3 +71,25 @@ def running_server(*flags: str, log_dir: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    log_text = log_path.read_text(errors="replace")
+    assert "Traceback" not in log_text, f"the server logged an error:\n{log_text}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> str:
+    """The shared server (default model, small limits) -> its base URL."""
+    with running_server(*MAIN_FLAGS, log_dir=tmp_path_factory.mktemp("serve")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def example_image() -> Path:
+    return EXAMPLES / "scene-1.jpg"
+
+
+@pytest.fixture(scope="session")
+def predictor():
+    import lavt
+    from lavt.assets import default_model_path
+
+    return lavt.Predictor(lavt.load_model(default_model_path()), device="cpu")

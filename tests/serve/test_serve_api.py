@@ -13,6 +13,8 @@ from pycocotools import mask as mask_utils
 
 from lavt.imageio import to_rgb
 
+pytest_plugins = ["serve_helpers"]
+
 pytestmark = pytest.mark.slow
 
 TEXTS = ["big blue disc", "the big green disc"]

@@ -14,6 +14,8 @@ from serve_helpers import EXAMPLES
 from lavt.serve.adapter import PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 
+pytest_plugins = ["serve_helpers"]
+
 
 def batch_histogram(url: str) -> dict[str, float]:
     """{"count": forwards, "sum": pairs, "le_1": forwards of one pair}."""

@@ -16,6 +16,8 @@ import pytest
 from pycocotools import mask as mask_utils
 from serve_helpers import EXAMPLES
 
+pytest_plugins = ["serve_helpers"]
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 from serve_helpers import running_server
 
+pytest_plugins = ["serve_helpers"]
+
 pytestmark = pytest.mark.slow
 
 LIMIT = 1024 * 1024  # the shared server's --max-upload-mb 1
@@ -76,6 +78,7 @@ def test_chunked_body_over_limit_refused_while_streaming(server):
     assert body["error"]["status"] == 413
     assert sent < 20 * LIMIT
     assert httpx.get(f"{server}/healthz").status_code == 200
+    assert 'lavt_requests_total{status="413"}' in httpx.get(f"{server}/metrics").text
 
 
 def test_body_just_under_the_limit_is_read(server):

@@ -29,7 +29,7 @@ from lavt.serve.config import ServeConfig
 from lavt.serve.encode import encode_prediction
 from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
-from lavt.serve.limits import BodyLimitMiddleware
+from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
 from lavt.serve.metrics import Metrics
 
 log = logging.getLogger("lavt")
@@ -109,6 +109,8 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
             )
         except ApiError as err:
             response = error_response(err.status, err.message, err.headers)
+        except BodyTooLarge:  # BodyLimitMiddleware has answered 413 already
+            raise
         except asyncio.TimeoutError:
             message = f"no answer within {config.request_timeout_s:g} s (request_timeout_s)"
             response = error_response(504, message)
@@ -153,7 +155,11 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         return FileResponse(f"{static_dir()}/index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.max_upload_bytes,
+        on_refuse=metrics.requests.labels(status="413").inc,
+    )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -25,6 +25,7 @@ from lavt.errors import InputError
 from lavt.imageio import load_image
 from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError
+from lavt.serve.limits import BodyTooLarge
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
@@ -60,6 +61,8 @@ async def read_segment_request(request: Request, config: ServeConfig) -> Segment
 async def _read_multipart(request: Request, config: ServeConfig) -> SegmentRequest:
     try:
         form = await request.form(max_files=1, max_fields=config.max_expressions + 8)
+    except BodyTooLarge:
+        raise
     except Exception as err:  # python-multipart's and starlette's parse errors
         raise ApiError(422, f"malformed multipart body ({err})") from None
     upload = form.get("image")

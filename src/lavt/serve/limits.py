@@ -9,6 +9,7 @@ it passes the limit. Either way the answer is a JSON 413 and at most
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,14 +21,18 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, on_refuse: Callable[[], None] = lambda: None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_refuse = on_refuse
 
     def _message(self) -> str:
         return f"request body over the limit of {self.max_bytes / 2**20:g} MB (max_upload_mb)"
 
     async def _refuse(self, send: Send) -> None:
+        self.on_refuse()
         body = json.dumps(error_body(413, self._message())).encode()
         headers = [
             (b"content-type", b"application/json"),
