@@ -93,3 +93,12 @@ def predictor():
     from lavt.assets import default_model_path
 
     return lavt.Predictor(lavt.load_model(default_model_path()), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def busy_server(tmp_path_factory):
+    """Every request waits 2 s for a batch to fill, past its 0.5 s deadline; queue of 1."""
+    flags = ("--max-wait-ms", "2000", "--max-queue", "1", "--request-timeout", "0.5",
+             "--max-batch", "64", "--cors-origin", "http://allowed.test")  # fmt: skip
+    with running_server(*flags, log_dir=tmp_path_factory.mktemp("busy")) as url:
+        yield url

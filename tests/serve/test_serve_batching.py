@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from importlib import resources
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
-from serve_helpers import EXAMPLES
 
 from lavt.serve.adapter import PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 
 pytest_plugins = ["serve_helpers"]
+EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
 
 def batch_histogram(url: str) -> dict[str, float]:

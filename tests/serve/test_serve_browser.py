@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from serve_helpers import EXAMPLES
 
 pytest_plugins = ["serve_helpers"]
+EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ import urllib.parse
 import httpx
 import pytest
 from PIL import Image
-from serve_helpers import running_server
 
 pytest_plugins = ["serve_helpers"]
 
@@ -90,15 +89,6 @@ def test_body_just_under_the_limit_is_read(server):
         json={"image": base64.b64encode(image.getvalue()).decode(), "texts": ["a"], "pad": padding},
     )
     assert reply.status_code == 200, reply.text
-
-
-@pytest.fixture(scope="module")
-def busy_server(tmp_path_factory):
-    """Every request waits 2 s for a batch to fill, past its 0.5 s deadline; queue of 1."""
-    flags = ("--max-wait-ms", "2000", "--max-queue", "1", "--request-timeout", "0.5",
-             "--max-batch", "64", "--cors-origin", "http://allowed.test")  # fmt: skip
-    with running_server(*flags, log_dir=tmp_path_factory.mktemp("busy")) as url:
-        yield url
 
 
 def small_request(url: str) -> httpx.Response:
