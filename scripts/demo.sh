@@ -2,8 +2,11 @@
 # The main job, on any machine and without downloads: set up .venv, generate a
 # synthetic validation set in the RefCOCO layout, evaluate the bundled default
 # model on it with the published protocol (with and without swapped
-# expressions), and write overlays of its predictions for a few scenes.
-# Everything goes to demo_output/ (override with DEMO_OUT).
+# expressions; overlays of the 8 lowest-IoU expressions, ground truth against
+# prediction), then predict every object of four val scenes (one expression
+# each): a mask and an overlay per (scene, expression), and one
+# predictions.jsonl listing all of them. Everything goes to demo_output/
+# (override with DEMO_OUT); running it again replaces its own files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -43,5 +46,5 @@ cut -f1 "$OUT/scenes.tsv" | uniq | while read -r image; do
 done
 echo "== outputs =="
 echo "metrics:  $OUT/eval/metrics.md, $OUT/eval_swapped/metrics.md"
-echo "overlays: $OUT/overlays/ (predictions.jsonl lists image, text and files)"
-echo "worst 8:  $OUT/eval/"
+echo "overlays: $OUT/overlays/ ($(wc -l < "$OUT/overlays/predictions.jsonl") lines in predictions.jsonl, $(cut -f1 "$OUT/scenes.tsv" | uniq | wc -l) scenes)"
+echo "worst 8:  $OUT/eval/worst_val/ (ground truth in green, prediction in magenta)"

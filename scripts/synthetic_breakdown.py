@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lavt.data.synthetic import EXPRESSION_KINDS, expression_kind
-from lavt.engine.metrics import SegmentationMetrics, format_table
+from lavt.evaluation.metrics import SegmentationMetrics, format_table
 
 
 def breakdown(records: list[dict]) -> dict[str, dict[str, float]]:

@@ -18,6 +18,13 @@ from lavt.errors import LavtError
 
 log = logging.getLogger("lavt")
 
+DESCRIPTION = (
+    "lavt segments the object that an English expression refers to in an image "
+    "(LAVT, Yang et al., CVPR 2022): predict with the bundled model or the released "
+    "RefCOCO/RefCOCO+/G-Ref weights, evaluate with the published protocol, train, "
+    "convert checkpoints and benchmark. 'lavt COMMAND --help' describes each command."
+)
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("lavt.commands.predict", "segment the object an expression refers to"),
@@ -33,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lavt.commands.benchmark",
         "time inference, training, evaluation or data loading",
     ),
+    "weights": ("lavt.commands.weights", "released weights by name: list, fetch, path, verify"),
 }
 
 
@@ -46,8 +54,8 @@ def _available_commands() -> dict[str, tuple[str, str]]:
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen subcommand's module is imported."""
-    parser = argparse.ArgumentParser(prog="lavt", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(prog="lavt", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in _available_commands().items():

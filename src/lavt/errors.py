@@ -37,3 +37,11 @@ class CheckpointError(LavtError):
 
 class InputError(LavtError):
     """An image, expression or dataset file is missing, unreadable or malformed."""
+
+
+class ConfigError(InputError, ValueError):
+    """An invalid value in a model or run configuration.
+
+    Also a :class:`ValueError`, so code that validates configs with
+    ``except ValueError`` keeps working; ``param`` names the field at fault.
+    """

@@ -10,15 +10,17 @@ bit depth, or by their range for floats), never clipped. Every failure is an
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lavt.errors import InputError
+from lavt.runtime import atomic_path
 
 BACKGROUND = (255, 255, 255)  # alpha is composited over white
 
@@ -75,17 +77,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode, EXIF-transpose and convert an image to RGB."""
-    path = Path(path)
-    _check_path(path)
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn PIL's failures on ``path`` into one-line :class:`InputError` messages."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return to_rgb(image)
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
             f"{path}: image is too large (over {Image.MAX_IMAGE_PIXELS} pixels; "
@@ -97,14 +95,33 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise InputError(f"{path}: unreadable or truncated image ({err})") from None
 
 
-def save_png_atomic(image: Image.Image, path: str | os.PathLike) -> None:
-    """Write a PNG through a temporary file in the same folder, then ``os.replace``."""
+def check_image(path: str | os.PathLike) -> tuple[int, int]:
+    """Check a file without decoding its pixels; returns its stored (width, height).
+
+    Reads the header, refuses decompression bombs, and runs PIL's ``verify``
+    (which walks PNG chunks and their checksums), so most broken files are
+    reported before any work starts; a batch can then decode one image at a time.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _check_path(path)
+    with _reading(path), Image.open(path) as image:
+        size = image.size
+        image.verify()
+    return size
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open, fully decode, EXIF-transpose and convert an image to RGB."""
+    path = Path(path)
+    _check_path(path)
+    with _reading(path), Image.open(path) as image:
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
+def save_png_atomic(
+    image: Image.Image, path: str | os.PathLike, *, compress_level: int = 6
+) -> None:
+    """Write a PNG atomically (a temporary file, then ``os.replace``), respecting the umask."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=compress_level)

@@ -1,9 +1,11 @@
-"""Tokenization of referring expressions (LAVT_SPEC section 1).
+"""Tokenization of referring expressions (docs/data.md, "Expressions and tokens").
 
 The bert-base-uncased WordPiece vocabulary ships inside the package, so no
-download is ever needed. ``[CLS] tokens [SEP]`` is cut to the first
-``max_length`` ids (the reference drops ``[SEP]`` of a long sentence; pass
-``keep_sep=True`` to keep it) and padded with id 0.
+download is ever needed; so does the 60-token vocabulary of the synthetic
+scenes (:func:`synthetic_vocabulary`), which the default model reads with.
+``[CLS] tokens [SEP]`` is cut to the first ``max_length`` ids (the reference
+drops ``[SEP]`` of a long sentence; pass ``keep_sep=True`` to keep it) and
+padded with id 0.
 """
 
 from __future__ import annotations
@@ -14,10 +16,23 @@ from pathlib import Path
 
 import torch
 
-from lavt.assets import bert_vocab_path
+from lavt.assets import asset_path, bert_vocab_path
 from lavt.errors import CheckpointError, InputError
+from lavt.runtime import unwrap_model
 
 DEFAULT_MAX_LENGTH = 20
+SYNTHETIC_VOCAB = "synthetic-vocab.txt"
+
+
+def synthetic_vocabulary() -> list[str]:
+    """Word vocabulary covering every word ``lavt synth`` writes ([PAD] = 0, 60 tokens).
+
+    A bundled file (one token a line), so that building a model for synthetic
+    data does not import the generator; the generator's tests check that it
+    covers every word it writes.
+    """
+    text = asset_path(SYNTHETIC_VOCAB).read_text(encoding="utf-8")
+    return text.splitlines()
 
 
 @lru_cache(maxsize=8)
@@ -56,18 +71,20 @@ class Tokenizer:
         keep_sep: bool = False,
     ) -> None:
         if max_length < 2:
-            raise InputError(f"max_length must be at least 2, got {max_length}")
+            raise InputError(f"max_length {max_length}: must be at least 2", param="max_length")
         if vocab is not None:
             missing = [t for t in ("[CLS]", "[SEP]", "[UNK]") if t not in vocab]
             if missing or not vocab or vocab[0] != "[PAD]":
-                raise InputError("vocabulary needs [PAD] at id 0 and [CLS], [SEP], [UNK]")
-            self.vocab_path = None
+                raise InputError(
+                    "vocab: needs [PAD] at id 0 and [CLS], [SEP], [UNK]", param="vocab"
+                )
             self._tok = _load_wordpiece(tuple(vocab))
         else:
             path = Path(vocab_path) if vocab_path is not None else bert_vocab_path()
             if not path.is_file():
-                raise InputError(f"{path}: vocabulary file not found")
-            self.vocab_path = path
+                raise InputError(
+                    f"vocab_path {path}: vocabulary file not found", param="vocab_path"
+                )
             self._tok = _load_wordpiece(str(path))
         self.max_length = max_length
         self.keep_sep = keep_sep
@@ -103,10 +120,12 @@ class Tokenizer:
         return input_ids, attention_mask
 
 
-def check_expression(text: object, *, name: str = "--text") -> str:
-    """Refuse an empty or whitespace-only expression with a clear message."""
+def check_expression(text: object, *, name: str = "text") -> str:
+    """Refuse an empty or whitespace-only expression; the error names the parameter ``name``."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError(f"{name}: the expression is empty")
+        raise InputError(
+            f"{name}: the expression is empty", param=name if name.isidentifier() else None
+        )
     return text
 
 
@@ -116,7 +135,7 @@ def tokenizer_for_model(model, *, keep_sep: bool = False) -> Tokenizer:
     Raises :class:`CheckpointError` when the tokenizer can produce ids the
     model's text encoder has no embedding for.
     """
-    model = getattr(model, "module", model)
+    model = unwrap_model(model)
     config = model.config
     tokenizer = Tokenizer(vocab=model.vocab, max_length=config.max_text_len, keep_sep=keep_sep)
     if tokenizer.vocab_size > config.text.vocab_size:

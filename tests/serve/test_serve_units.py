@@ -20,8 +20,7 @@ from lavt.serve.inputs import check_texts, decode_base64, decode_image
 def test_encode_prediction_rle_bbox_area_score():
     mask = np.zeros((5, 7), dtype=bool)
     mask[1:4, 2:6] = True  # 3 rows x 4 columns
-    probability = np.where(mask, 0.8, 0.1).astype(np.float32)
-    result = encode_prediction(Prediction("a", mask, probability), return_png=True)
+    result = encode_prediction(Prediction("a", mask, 0.8), return_png=True)
     assert result["rle"]["size"] == [5, 7]
     decoded = mask_utils.decode({"size": [5, 7], "counts": result["rle"]["counts"].encode()})
     np.testing.assert_array_equal(decoded.astype(bool), mask)
@@ -29,7 +28,7 @@ def test_encode_prediction_rle_bbox_area_score():
     assert result["area"] == 12
     assert result["score"] == pytest.approx(0.8)
     assert base64.b64decode(result["png"]).startswith(b"\x89PNG")
-    empty = encode_prediction(Prediction("b", np.zeros((5, 7), bool), probability))
+    empty = encode_prediction(Prediction("b", np.zeros((5, 7), bool), 0.0))
     assert (empty["area"], empty["score"], empty["bbox"]) == (0, 0.0, [0, 0, 0, 0])
 
 

@@ -4,36 +4,68 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from lavt.bench import MODES
+from lavt.commands.helpformat import use_defaults_help
 from lavt.modeling import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, default="tiny")
-    parser.add_argument("--img-size", type=int, default=480)
-    parser.add_argument("--batch-size", type=int, default=1, help="images per batch")
-    parser.add_argument("--expressions-per-image", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
-    parser.add_argument("--mode", choices=("infer", "train", "eval", "data"), default="infer")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last decoder")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=0, help="data loader workers (eval/data)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    use_defaults_help(parser)
+    add = parser.add_argument
+    add("--preset", choices=PRESETS, default="tiny", help="Swin size of the model (with BERT-base)")
+    add(
+        "--img-size",
+        "--img_size",
+        type=int,
+        default=480,
+        help="image side in pixels (a multiple of 32)",
+    )
+    add("--batch-size", "--batch_size", type=int, default=1, help="images per batch")
+    add(
+        "--expressions-per-image",
+        "--expressions_per_image",
+        type=int,
+        default=1,
+        help="expressions per image (each image-expression pair is one model input)",
+    )
+    add("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    add("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype")
+    add(
+        "--mode",
+        choices=MODES,
+        default="infer",
+        help="infer: forward + mask; train: one optimisation step; eval: the evaluation "
+        "loop; data: the training data loader",
+    )
+    add("--compile", action="store_true", help="torch.compile the model")
+    add(
+        "--channels-last",
+        "--channels_last",
+        action="store_true",
+        help="channels-last memory format for the decoder",
+    )
+    add("--warmup", type=int, default=2, help="untimed runs first (0 or more)")
+    add("--repeats", type=int, default=5, help="timed runs (at least 1)")
+    add("--workers", type=int, default=0, help="data loader workers (eval and data modes)")
+    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add("--json", type=Path, default=None, help="also write the figures to this JSON file")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lavt.benchmark import run_benchmark
+    from lavt.bench import run_benchmark
+    from lavt.errors import InputError
+    from lavt.runtime import atomic_write_text
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads {args.threads}: must be at least 1")
         torch.set_num_threads(args.threads)
+    if args.json is not None and args.json.is_dir():
+        raise InputError(f"--json {args.json}: is a directory, not a file")
     result = run_benchmark(
         mode=args.mode,
         preset=args.preset,
@@ -50,8 +82,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(result.table())
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        os.replace(tmp, args.json)
+        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
     return 0

@@ -5,14 +5,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lavt.commands.helpformat import use_defaults_help
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", type=Path, required=True, help="dataset root to write")
-    parser.add_argument("--images", type=int, default=1000, help="number of scenes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, nargs=2, default=(64, 64), metavar=("W", "H"))
-    parser.add_argument("--dataset", default="refcoco", help="folder name of the annotations")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    use_defaults_help(parser)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="dataset root to write: a new or empty folder, or one lavt synth wrote before "
+        "(a folder holding other images or annotations is refused)",
+    )
+    parser.add_argument("--images", type=int, default=1000, help="number of scenes (at least 4)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    parser.add_argument(
+        "--image-size",
+        "--image_size",
+        type=int,
+        nargs=2,
+        default=(64, 64),
+        metavar=("W", "H"),
+        help="width and height of every scene in pixels (at least 32)",
+    )
+    parser.add_argument(
+        "--dataset", default="refcoco", help="folder name of the annotations under --output"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a dataset lavt synth wrote there before"
+    )
+    parser.set_defaults(
+        _flags={"root": "--output", "num_images": "--images", "image_size": "--image-size"}
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Torch datasets over a :class:`~lavt.data.refer.ReferIndex` (LAVT_SPEC section 1).
+"""Torch datasets over a :class:`~lavt.data.refer.ReferIndex`.
 
 - :class:`ReferTrainDataset`: one item per referred object, with one of its
   expressions drawn at random; the draw depends only on (seed, epoch, ref), so
@@ -25,12 +25,27 @@ from lavt.errors import InputError
 from lavt.tokenizer import Tokenizer
 
 
-def _load_rgb(path) -> Image.Image:
+def load_rgb(path, size: tuple[int, int] | None = None) -> Image.Image:
+    """The image file as RGB (no EXIF rotation: COCO's masks are drawn on the stored pixels).
+
+    ``size`` (width, height) is what ``instances.json`` says; a file of another
+    size is refused, naming it (its masks would not line up with the picture).
+    """
     try:
         with Image.open(path) as image:
+            if size is not None and image.size != tuple(size):
+                raise InputError(
+                    f"{path}: the image is {image.size[0]}x{image.size[1]} but instances.json "
+                    f"says {size[0]}x{size[1]} (width x height); its masks would not line up"
+                )
             return image.convert("RGB")
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: unreadable image ({err})") from None
+
+
+def _load_image(index: ReferIndex, image_id: int) -> Image.Image:
+    record = index.images[image_id]
+    return load_rgb(index.image_path(image_id), (int(record["width"]), int(record["height"])))
 
 
 class ReferTrainDataset(Dataset):
@@ -66,7 +81,7 @@ class ReferTrainDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         ref = self.refs[item]
         sentence = ref.sentences[self.sentence_index(item)]
-        image = _load_rgb(self.index.image_path(ref.image_id))
+        image = _load_image(self.index, ref.image_id)
         ids, mask = self.tokenizer([sentence.text])
         return {
             "image": image_to_tensor(image, self.img_size),
@@ -117,13 +132,9 @@ class ReferEvalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    @property
-    def num_expressions(self) -> int:
-        return sum(len(s) for _, s in self.items)
-
     def __getitem__(self, item: int) -> dict[str, Any]:
         ref, sentences = self.items[item]
-        image = _load_rgb(self.index.image_path(ref.image_id))
+        image = _load_image(self.index, ref.image_id)
         mask = self.index.mask(ref.ann_id)
         ids, attention = self.tokenizer([s.text for s in sentences])
         out = {
@@ -162,7 +173,6 @@ def collate_eval(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "ref_ids": [b["ref_id"] for b, n in zip(batch, counts, strict=True) for _ in range(n)],
         "sent_ids": [s for b in batch for s in b["sent_ids"]],
         "texts": [t for b in batch for t in b["texts"]],
-        "image_ids": [b["image_id"] for b in batch],
     }
     if "original_target" in batch[0]:
         out["original_targets"] = [b["original_target"] for b in batch]

@@ -1,4 +1,4 @@
-"""Reading RefCOCO / RefCOCO+ / G-Ref in the ``refer`` layout (LAVT_SPEC section 8).
+"""Reading RefCOCO / RefCOCO+ / G-Ref in the ``refer`` layout.
 
 ``<root>/<dataset>/refs(<splitBy>).p`` (a pickled list of plain dicts),
 ``<root>/<dataset>/instances.json`` (COCO-style) and the images under
@@ -9,6 +9,11 @@ Masks are the union of all parts of an annotation (polygons, or RLE compressed
 or not). The reference pipeline instead sums the per-polygon masks and keeps
 pixels equal to 1, so pixels covered by two parts of one annotation become
 background there, and it cannot read RLE; this is the one deliberate difference.
+
+Everything a later step would trip over is checked when the index is loaded,
+with messages naming the file and the ref, image or annotation id: links
+between refs and instances, image records (a ``file_name`` inside the image
+folder, positive sizes) and the segmentations of the referred annotations.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
+from lavt.data.masks import segmentation_problem, segmentation_to_mask
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -153,10 +159,11 @@ class ReferIndex:
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise InputError(f"--data-root {self.root}: folder not found")
+            raise InputError(f"data_root {self.root}: folder not found", param="data_root")
         if dataset in DATASETS and split_by not in DATASETS[dataset]:
             raise InputError(
-                f"--splitBy {split_by}: {dataset} comes with splitBy {', '.join(DATASETS[dataset])}"
+                f"split_by {split_by}: {dataset} comes with splitBy {', '.join(DATASETS[dataset])}",
+                param="split_by",
             )
         self.dataset, self.split_by = dataset, split_by
         refs_path = self.root / dataset / f"refs({split_by}).p"
@@ -167,6 +174,7 @@ class ReferIndex:
         self.images, self.annotations = _load_instances(instances_path)
         self.image_dir = self.root / "images" / "mscoco" / "images" / "train2014"
         self._check_links(refs_path, instances_path)
+        self._check_records(instances_path)
         self._refs_of_image: dict[int, list[Ref]] = {}
         for ref in self.refs:
             self._refs_of_image.setdefault(ref.image_id, []).append(ref)
@@ -184,13 +192,33 @@ class ReferIndex:
                     f"which {instances_path.name} lacks"
                 )
 
+    def _check_records(self, instances_path: Path) -> None:
+        """Image records and segmentations of the referred objects, before anything runs."""
+        for image_id in {ref.image_id for ref in self.refs}:
+            problem = _image_problem(self.images[image_id])
+            if problem:
+                raise InputError(f"{instances_path}: image {image_id}: {problem}")
+        for ann_id in {ref.ann_id for ref in self.refs}:
+            ann = self.annotations[ann_id]
+            image = self.images.get(_as_int(ann["image_id"]))
+            if image is None:
+                raise InputError(
+                    f"{instances_path}: annotation {ann_id}: its image {ann['image_id']} is missing"
+                )
+            problem = segmentation_problem(
+                ann["segmentation"], int(image["height"]), int(image["width"])
+            )
+            if problem:
+                raise InputError(f"{instances_path}: annotation {ann_id}: {problem}")
+
     def split(self, name: str) -> list[Ref]:
         """Refs of a split, by the rules of :func:`split_matches`."""
         refs = [r for r in self.refs if split_matches(name, r.split)]
         if not refs:
             present = sorted({r.split for r in self.refs})
             raise InputError(
-                f"--split {name}: no refs in this split (the file has {', '.join(present)})"
+                f"split {name}: no refs in this split (the file has {', '.join(present)})",
+                param="split",
             )
         return refs
 
@@ -227,25 +255,26 @@ class ReferIndex:
         return segmentation_to_mask(ann["segmentation"], int(image["height"]), int(image["width"]))
 
 
-def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """COCO polygons or RLE (compressed or not) -> (H, W) uint8 union of parts."""
-    from pycocotools import mask as mask_utils
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
-    if isinstance(segmentation, list):  # polygons: [[x1, y1, ...], ...]
-        polygons = [p for p in segmentation if len(p) >= 6]
-        if not polygons:
-            return np.zeros((height, width), dtype=np.uint8)
-        rles = mask_utils.frPyObjects(polygons, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segmentation, dict) and "counts" in segmentation:
-        if isinstance(segmentation["counts"], list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            counts = segmentation["counts"]
-            rle = {
-                "size": segmentation["size"],
-                "counts": counts.encode() if isinstance(counts, str) else counts,
-            }
-    else:
-        raise InputError(f"unsupported segmentation of type {type(segmentation).__name__}")
-    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+
+def _image_problem(image: dict[str, Any]) -> str | None:
+    """What is wrong with an image record (its size, or a file name leaving the folder)."""
+    for key in ("height", "width"):
+        value = image[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            return f"{key} {value!r} is not a positive integer"
+    name = image["file_name"]
+    if not isinstance(name, str) or not name:
+        return "file_name is not a file name"
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
+        return f"file_name {name!r} points outside the image folder"
+    return None
+
+
+__all__ = ["Ref", "ReferIndex", "Sentence", "segmentation_to_mask", "split_matches"]

@@ -1,4 +1,4 @@
-"""Image and mask preprocessing of LAVT_SPEC section 1.
+"""Image and mask preprocessing shared by training, evaluation and the predictor.
 
 The image is resized to a square (aspect ratio not kept) with PIL bilinear
 resampling, scaled to [0, 1] and normalized with the ImageNet mean and std;

@@ -49,6 +49,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lavt.errors import CheckpointError, InputError, LavtError
+from lavt.hub import resolve_weights
 from lavt.runtime import DistInfo, cleanup_distributed, init_distributed
 
 log = logging.getLogger("lavt")
@@ -951,7 +952,11 @@ def _train(cfg: dict[str, Any], info: DistInfo, device: torch.device) -> dict[st
             "path": resume,
             "ckpt": read_resume_checkpoint(resume, data_order(cfg, info, num_samples=-1)),
         }
-    if cfg["init_weights"] and not pending and not Path(cfg["init_weights"]).is_file():
+    if (
+        cfg["init_weights"]
+        and not pending
+        and not resolve_weights(cfg["init_weights"], param="init_weights").is_file()
+    ):
         raise InputError(f"--init-weights {cfg['init_weights']}: file not found")
     index = load_index(cfg)  # bad data fails here, before the run directory is touched
     if info.is_main:
@@ -1254,8 +1259,9 @@ def build_validator(
     The objects are sharded over the processes and the integer sums merged
     (:func:`lavt.engine.evaluate.evaluate`); metrics are percentages.
     """
-    from lavt.data.dataset import ReferEvalDataset
     from lavt.engine.evaluate import evaluate, make_eval_loader
+
+    from lavt.data.dataset import ReferEvalDataset
 
     refs = index.check_images(index.split(cfg["val_split"]), skip_missing=cfg["skip_missing"])
     dataset = ReferEvalDataset(index, refs, tokenizer=tokenizer, img_size=cfg["img_size"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from lavt.errors import ConfigError
+
 VARIANTS = ("lavt", "lavt_one")
 
 
@@ -30,15 +32,16 @@ class TextEncoderConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"text hidden_size {self.hidden_size} is not divisible by "
-                f"num_heads {self.num_heads}"
+            raise ConfigError(
+                f"hidden_size {self.hidden_size}: not divisible by the text encoder's "
+                f"num_heads {self.num_heads}",
+                param="hidden_size",
             )
 
 
 @dataclass(frozen=True)
 class LAVTConfig:
-    """Architecture of a LAVT model (LAVT_SPEC sections 2-4).
+    """Architecture of a LAVT model (docs/model.md, "Architecture in numbers").
 
     ``variant`` only says how the released checkpoints store the BERT
     (``lavt``: a separate ``bert_model`` dict; ``lavt_one``: ``text_encoder.*``
@@ -61,7 +64,10 @@ class LAVTConfig:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+            raise ConfigError(
+                f"variant {self.variant!r}: expected one of {', '.join(VARIANTS)}",
+                param="variant",
+            )
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
         object.__setattr__(self, "pwam_heads", tuple(int(h) for h in self.pwam_heads))
@@ -69,16 +75,23 @@ class LAVTConfig:
             object.__setattr__(self, "text", TextEncoderConfig(**self.text))
         n = len(self.depths)
         if n != 4 or len(self.num_heads) != n or len(self.pwam_heads) != n:
-            raise ValueError("depths, num_heads and pwam_heads need 4 entries (one per stage)")
+            raise ConfigError(
+                f"depths {list(self.depths)}: depths, num_heads and pwam_heads need 4 entries "
+                "(one per stage)",
+                param="depths",
+            )
         for s in range(n):
             dim = self.stage_dim(s)
             if dim % self.num_heads[s] or dim % self.pwam_heads[s]:
-                raise ValueError(
-                    f"stage {s}: width {dim} is not divisible by its heads "
-                    f"({self.num_heads[s]} attention, {self.pwam_heads[s]} PWAM)"
+                raise ConfigError(
+                    f"num_heads {list(self.num_heads)}: stage {s} width {dim} is not divisible "
+                    f"by its heads ({self.num_heads[s]} attention, {self.pwam_heads[s]} PWAM)",
+                    param="num_heads",
                 )
         if self.window_size < 1:
-            raise ValueError(f"window_size must be positive, got {self.window_size}")
+            raise ConfigError(
+                f"window_size {self.window_size}: must be positive", param="window_size"
+            )
 
     def stage_dim(self, stage: int) -> int:
         """Channels C_s of stage ``stage``."""
@@ -97,13 +110,16 @@ class LAVTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            message = f"config: unknown model config keys {sorted(unknown)}"
+            raise ConfigError(message, param="config")
         data = dict(data)
         if "text" in data and isinstance(data["text"], dict):
             text_known = {f.name for f in fields(TextEncoderConfig)}
             bad = set(data["text"]) - text_known
             if bad:
-                raise ValueError(f"unknown text encoder config keys: {sorted(bad)}")
+                raise ConfigError(
+                    f"text: unknown text encoder config keys {sorted(bad)}", param="text"
+                )
             data["text"] = TextEncoderConfig(**data["text"])
         return cls(**data)
 
@@ -127,5 +143,5 @@ def preset_config(name: str, **overrides: Any) -> LAVTConfig:
     ``overrides`` replace any field, e.g. ``window_size=7, variant="lavt_one"``.
     """
     if name not in _SWIN_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"preset {name!r}: expected one of {', '.join(PRESETS)}", param="preset")
     return LAVTConfig(**{**_SWIN_PRESETS[name], **overrides})

@@ -1,4 +1,4 @@
-"""The "simple decoding" head (LAVT_SPEC section 4).
+"""The "simple decoding" head (docs/model.md, "Decoder").
 
 Three stages of [upsample, concat with the next finer stage, Conv3x3-BN-ReLU x2],
 then a 1x1 convolution to two classes at stride 4. Names follow the released

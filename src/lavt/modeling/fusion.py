@@ -1,4 +1,6 @@
-"""Pixel-word attention (PWAM) and the language gate (LAVT_SPEC section 3, steps 3-4).
+"""Pixel-word attention (PWAM) and the language gate.
+
+docs/model.md, "Pixel-word attention" and "Language gate".
 
 Module and parameter names follow the released checkpoints
 (``fusion.{vis_project,image_lang_att.{f_query,f_key,f_value,W},project_mm}``,

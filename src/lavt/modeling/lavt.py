@@ -1,4 +1,4 @@
-"""LAVT: text encoder + multi-modal Swin + simple decoder (LAVT_SPEC sections 2-4)."""
+"""LAVT: text encoder + multi-modal Swin + simple decoder (docs/model.md, "Overview")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lavt.errors import ConfigError
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.decoder import SimpleDecoder
 from lavt.modeling.swin import MultiModalSwin
@@ -63,13 +64,35 @@ class LAVT(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)
 
+    @staticmethod
+    def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Logits at the model's input size -> foreground log-odds at an image's size.
+
+        ``logits`` (B, 2, h, w) (background, object) -> (B, H, W) float32 for
+        ``size = (H, W)``: ``> 0`` is the mask (the same pixels as
+        ``argmax(1) == 1``) and ``.sigmoid()`` the probability of "referred
+        object" (the softmax of the two logits). The difference of the two
+        logits is resized bilinearly (``align_corners=False``), which equals
+        resizing both (the resize is linear) at half the memory. Every caller
+        (predictor, evaluator, worst-K overlays) goes through here, like SAM's
+        ``postprocess_masks``. Call it with a few rows at a time for large images:
+        the output is B x H x W floats.
+        """
+        foreground = (logits[:, 1:2] - logits[:, 0:1]).float()  # (B, 2, h, w) -> (B, 1, h, w)
+        if tuple(foreground.shape[-2:]) != tuple(size):
+            foreground = F.interpolate(
+                foreground, size=tuple(size), mode="bilinear", align_corners=False
+            )  # (B, 1, H, W)
+        return foreground[:, 0]  # (B, 1, H, W) -> (B, H, W)
+
 
 def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
     """A randomly initialised LAVT for ``config``."""
     if vocab is not None and len(vocab) > config.text.vocab_size:
-        raise ValueError(
-            f"vocabulary of {len(vocab)} tokens does not fit the text encoder's "
-            f"{config.text.vocab_size} embeddings"
+        raise ConfigError(
+            f"vocab: {len(vocab)} tokens do not fit the text encoder's "
+            f"{config.text.vocab_size} embeddings",
+            param="vocab",
         )
     return LAVT(
         config=config,

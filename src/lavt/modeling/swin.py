@@ -1,4 +1,4 @@
-"""The multi-modal Swin Transformer backbone (LAVT_SPEC section 3).
+"""The multi-modal Swin Transformer backbone (docs/model.md, "Window attention").
 
 Swin (Liu et al., ICCV 2021; github.com/microsoft/Swin-Transformer) with a
 PWAM and a language gate after every stage, as in LAVT (Yang et al., CVPR 2022).

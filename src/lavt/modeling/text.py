@@ -1,4 +1,4 @@
-"""The text encoder: a BERT without pooler (LAVT_SPEC section 2).
+"""The text encoder: a BERT without pooler (docs/model.md, "Text encoder").
 
 ``transformers.BertModel`` keeps the parameter names of the released
 checkpoints (``embeddings.*``, ``encoder.layer.{i}.*``) and BERT's exact

@@ -7,10 +7,8 @@ is the mask ``lavt predict`` writes for the same image and text:
   (:func:`lavt.data.transforms.image_to_tensor`, the model's tokenizer);
 - :meth:`ModelAdapter.forward`: one batch of image-expression pairs -> logits;
 - :meth:`ModelAdapter.postprocess`: logits -> :class:`lavt.predict.Prediction`
-  (mask and probability at the image's own size), as ``Predictor.predict`` does.
-
-When the model owns its postprocessing (``logits -> mask at the original
-size``), :meth:`postprocess` is the only function to point at it.
+  at the image's own size, through the model-owned :meth:`LAVT.postprocess`
+  as ``Predictor`` does.
 """
 
 from __future__ import annotations
@@ -18,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from lavt.data.transforms import image_to_tensor
@@ -119,17 +115,14 @@ class ModelAdapter:
     ) -> list[Prediction]:
         """logits (E, 2, S, S) -> one :class:`Prediction` per text, at (height, width).
 
-        One expression at a time, so memory does not grow with E; the same
-        bilinear resize, softmax and 0.5 threshold as ``Predictor.predict``.
+        Through the model-owned :meth:`LAVT.postprocess` one expression at a
+        time (memory does not grow with E), with the predictor's mask
+        (log-odds > 0) and score (mean sigmoid over the mask).
         """
         predictions = []
         for row, text in enumerate(texts):
-            resized = F.interpolate(
-                logits[row : row + 1], size=(height, width), mode="bilinear", align_corners=False
-            )  # (1, 2, H, W)
-            probability = resized.softmax(dim=1)[0, 1].cpu().numpy()  # (H, W)
-            probability = probability.astype(np.float32)
-            predictions.append(
-                Prediction(text=text, mask=probability > 0.5, probability=probability)
-            )
+            foreground = LAVT.postprocess(logits[row : row + 1], (height, width))[0]  # (H, W)
+            mask = foreground > 0
+            score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+            predictions.append(Prediction(text, mask.cpu().numpy(), score))
         return predictions

@@ -1,0 +1,166 @@
+"""``lavt weights``: the released weights by name (list, fetch, path, verify).
+
+::
+
+    lavt weights list
+    lavt weights fetch lavt_one-refcoco --safetensors
+    lavt weights path lavt_one-refcoco
+    lavt weights verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="the released weights and their published results")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    fetch = sub.add_parser("fetch", help="download into the cache ahead of time")
+    fetch.add_argument("sources", nargs="+", metavar="NAME|URL", help="names, URLs or hf://")
+    fetch.add_argument(
+        "--safetensors",
+        action="store_true",
+        help="also keep a .safetensors copy, which later loads use (nothing unpickled)",
+    )
+    path = sub.add_parser("path", help="print where a name or URL is cached")
+    path.add_argument("source", metavar="NAME|URL")
+    verify = sub.add_parser("verify", help="re-check the sha256 of every cached file")
+    verify.add_argument("--delete", action="store_true", help="remove the files that fail")
+    parser.set_defaults(_flags={"source": "NAME", "sources": "NAME"})
+
+
+def _results(results: dict[str, float]) -> str:
+    return " / ".join(f"{split} {value:.2f}" for split, value in results.items()) or "n/a"
+
+
+def _list(as_json: bool) -> int:
+    from lavt.hub.registry import all_entries
+    from lavt.hub.resolve import entry_path
+
+    rows = []
+    for entry in all_entries():
+        cached = entry.kind != "text" and entry_path(entry).exists()
+        rows.append(
+            {
+                "name": entry.name,
+                "variant": entry.variant,
+                "data": entry.data,
+                "source": entry.source,
+                "overall_iou": entry.results or None,
+                "mean_iou": None,
+                "cached": cached,
+            }
+        )
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        mark = "*" if row["cached"] else " "
+        print(f"{mark} {row['name']:<{width}}  {row['variant']}; trained on {row['data']}")
+        print(f"  {'':<{width}}  overall IoU: {_results(row['overall_iou'] or {})}")
+        print(f"  {'':<{width}}  {row['source']}")
+    print(
+        "\n* = in the cache. Overall IoU (%) as published in the LAVT README; "
+        "mean IoU: n/a. bert-base-uncased loads through the transformers cache."
+    )
+    return 0
+
+
+def _fetch(sources: list[str], safetensors: bool) -> int:
+    from lavt.hub import cache, resolve_weights
+    from lavt.hub.registry import find_entry
+
+    for source in sources:
+        entry = find_entry(source)
+        if entry is not None and entry.kind == "text":
+            print(_fetch_text_encoder(entry.name, entry.hf_repo or entry.name))
+            continue
+        path = resolve_weights(source, param="source")
+        if safetensors and path.suffix != ".safetensors":
+            from lavt.checkpoint import convert_to_safetensors
+
+            copy = cache.safetensors_copy_path(path)
+            convert_to_safetensors(path, copy)
+            cache.write_sidecar(copy, cache.file_sha256(copy), f"converted from {path}")
+            path = copy
+        print(path)
+    return 0
+
+
+def _fetch_text_encoder(name: str, repo: str) -> str:
+    """Download a BERT into the Hugging Face cache, where ``from_pretrained`` finds it."""
+    from lavt.errors import CheckpointError
+
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["config.json", "model.safetensors", "vocab.txt", "tokenizer*.json"]
+        return snapshot_download(repo, allow_patterns=patterns)
+    except Exception as err:  # offline, unreachable, missing: one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{name}: cannot fetch {repo} from the Hugging Face hub ({first})"
+        ) from None
+
+
+def _path(source: str) -> int:
+    from lavt.hub import cache
+    from lavt.hub.resolve import cache_path
+
+    path = cache_path(source)
+    copy = cache.safetensors_copy_path(path)
+    found = copy if copy.exists() else path
+    print(found)
+    if not found.exists():
+        print(f"(not downloaded yet: lavt weights fetch {source})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify(delete: bool) -> int:
+    from lavt.hub import cache
+
+    files = cache.cached_files()
+    bad = 0
+    for path in files:
+        record = cache.read_sidecar(path)
+        actual = cache.file_sha256(path)
+        problem = cache.truncation_problem(path)
+        failed = True
+        if record is not None and record["sha256"] != actual:
+            status = (
+                f"CORRUPT: sha256 {actual[:12]}... is not the recorded {record['sha256'][:12]}..."
+            )
+        elif problem is not None:
+            status = f"INCOMPLETE: {problem}"
+        else:
+            failed = False
+            status = "ok"
+            if record is None:
+                cache.write_sidecar(path, actual, "placed by hand")
+                status = "ok (placed by hand; sha256 recorded now)"
+        if failed:
+            bad += 1
+            if delete:
+                path.unlink()
+                cache.sidecar_path(path).unlink(missing_ok=True)
+                status += " (deleted)"
+        print(f"{path}: {status}")
+    print(f"{len(files)} files in {cache.weights_dir()}, {bad} bad")
+    return 1 if bad else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _list(args.json)
+    if args.action == "fetch":
+        return _fetch(args.sources, args.safetensors)
+    if args.action == "path":
+        return _path(args.source)
+    return _verify(args.delete)

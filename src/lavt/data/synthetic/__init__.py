@@ -1,0 +1,56 @@
+"""A synthetic referring-segmentation dataset in the exact refer layout.
+
+Scenes of 3-5 coloured shapes on textured backgrounds, with expressions that
+need the language to resolve:
+
+- attributes: "the small red circle", "the blue one", "big green square";
+- relations: "the square left of the blue triangle";
+- ordinals: "second circle from the left", "the rightmost star";
+
+several per object, worded in more than one way (synonyms, templates). Every
+expression is checked against its scene: it matches exactly one object. Colours
+and shapes repeat across objects, so a model that ignores the text cannot
+exceed about one third.
+
+- :mod:`~lavt.data.synthetic.scenes`: objects, outlines and rendering;
+- :mod:`~lavt.data.synthetic.expressions`: the expression templates and words;
+- :mod:`~lavt.data.synthetic.writer`: :func:`generate_dataset` (``lavt synth``).
+
+The vocabulary of these words lives in :func:`lavt.tokenizer.synthetic_vocabulary`
+(re-exported here), so that building a model never imports the generator.
+"""
+
+from __future__ import annotations
+
+from lavt.data.synthetic.expressions import (
+    EXPRESSION_KINDS,
+    ORDINALS,
+    RELATION_WORDS,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    expression_kind,
+    expressions_for,
+)
+from lavt.data.synthetic.scenes import COLOURS, SHAPES, SceneObject, render_scene, shape_polygon
+from lavt.data.synthetic.writer import MARKER, SPLIT_SHARES, SynthSummary, generate_dataset
+from lavt.tokenizer import synthetic_vocabulary
+
+__all__ = [
+    "COLOURS",
+    "EXPRESSION_KINDS",
+    "MARKER",
+    "ORDINALS",
+    "RELATION_WORDS",
+    "SHAPES",
+    "SHAPE_WORDS",
+    "SIZE_WORDS",
+    "SPLIT_SHARES",
+    "SceneObject",
+    "SynthSummary",
+    "expression_kind",
+    "expressions_for",
+    "generate_dataset",
+    "render_scene",
+    "shape_polygon",
+    "synthetic_vocabulary",
+]

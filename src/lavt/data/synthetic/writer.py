@@ -1,0 +1,238 @@
+"""Writing a synthetic dataset in the refer layout (what ``lavt synth`` runs).
+
+Splits are per image (all refs of an image share a split), like RefCOCO's:
+
+- ``train`` / ``val``: every object of the image is referred to;
+- ``testA``: only the *circles* of the image are referred to (the analogue of
+  RefCOCO's testA, whose refs are all people); every testA image has a circle;
+- ``testB``: only the non-circles are referred to (RefCOCO's testB: objects).
+
+An annotation's polygon is the object's full outline, so a few occluded pixels
+of a mask may be covered by a neighbour, as with amodal annotations. The same
+seed gives byte-identical files.
+
+Safety: the first thing written is a marker file (:data:`MARKER`); a folder that
+already holds images or annotations without that marker (a real COCO tree whose
+``COCO_train2014_<id>.jpg`` names would collide) is refused, ``overwrite`` or not.
+The annotation files are written last and atomically (:mod:`lavt.runtime`), so an
+interrupted run leaves no valid-looking dataset. Files get the permissions the
+umask allows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lavt.data.synthetic.expressions import expressions_for
+from lavt.data.synthetic.scenes import SHAPES, SceneObject, _background, _sample_scene, render_scene
+from lavt.errors import InputError
+from lavt.runtime import atomic_write_bytes, atomic_write_text
+
+#: written by :func:`generate_dataset` into the dataset root before anything else.
+MARKER = ".lavt-synth"
+IMAGE_SUBDIR = Path("images") / "mscoco" / "images" / "train2014"
+
+
+SPLIT_SHARES = (("train", 0.7), ("val", 0.1), ("testA", 0.1), ("testB", 0.1))
+
+
+@dataclass
+class SynthSummary:
+    """What :func:`generate_dataset` wrote."""
+
+    root: Path
+    images: int
+    refs_per_split: dict[str, int]
+    sentences_per_split: dict[str, int]
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _split_plan(rng: random.Random, num_images: int) -> list[str]:
+    counts = {name: max(1, round(share * num_images)) for name, share in SPLIT_SHARES}
+    counts["train"] = num_images - sum(v for k, v in counts.items() if k != "train")
+    plan = [name for name, _ in SPLIT_SHARES for _ in range(counts[name])]
+    rng.shuffle(plan)
+    return plan
+
+
+def _referred(split: str, objects: list[SceneObject]) -> list[int]:
+    if split == "testA":
+        return [i for i, o in enumerate(objects) if o.shape == "circle"]
+    if split == "testB":
+        return [i for i, o in enumerate(objects) if o.shape != "circle"]
+    return list(range(len(objects)))
+
+
+def _check_arguments(num_images: int, image_size: tuple[int, int]) -> None:
+    if num_images < 4:
+        raise InputError(
+            f"num_images {num_images}: must be at least 4 (one per split)", param="num_images"
+        )
+    if len(image_size) != 2 or min(image_size) < 32:
+        raise InputError(
+            f"image_size {tuple(image_size)}: must be two sides of at least 32 pixels",
+            param="image_size",
+        )
+
+
+def _foreign_content(root: Path) -> str | None:
+    """What in ``root`` looks like a dataset ``lavt synth`` did not write, or None."""
+    if (root / MARKER).is_file():
+        return None
+    image_dir = root / IMAGE_SUBDIR
+    if image_dir.is_dir() and any(image_dir.iterdir()):
+        return f"images in {image_dir}"
+    for pattern in ("*/instances.json", "*/refs(*).p"):
+        found = next(iter(sorted(root.glob(pattern))), None)
+        if found is not None:
+            return f"annotations {found}"
+    return None
+
+
+def _prepare_root(root: Path, refs_path: Path, *, overwrite: bool) -> None:
+    """Refuse a root we must not write into; then claim it with the marker file."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"root {root}: exists and is not a folder", param="root")
+    foreign = _foreign_content(root) if root.is_dir() else None
+    if foreign is not None:
+        raise InputError(
+            f"root {root}: holds {foreign} that lavt synth did not write (no {MARKER} "
+            "marker); refusing to write into it, choose a new folder",
+            param="root",
+        )
+    if refs_path.exists() and not overwrite:
+        raise InputError(
+            f"overwrite not set: {refs_path} already holds a synthetic dataset",
+            param="overwrite",
+        )
+    try:
+        atomic_write_text(root / MARKER, json.dumps({"written_by": "lavt synth"}) + "\n")
+    except OSError as err:
+        raise InputError(
+            f"root {root}: cannot write there ({err.strerror})", param="root"
+        ) from None
+
+
+def generate_dataset(
+    root: str | os.PathLike,
+    *,
+    num_images: int,
+    seed: int = 0,
+    image_size: tuple[int, int] = (64, 64),
+    dataset: str = "refcoco",
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> SynthSummary:
+    """Write ``num_images`` scenes under ``root`` in the refer layout.
+
+    ``root/images/mscoco/images/train2014/*.jpg``, ``root/<dataset>/instances.json``
+    and ``root/<dataset>/refs(unc).p``. The annotation files are written last
+    and atomically, so an interrupted run leaves no valid-looking dataset.
+    """
+    _check_arguments(num_images, image_size)
+    root = Path(root)
+    ann_dir = root / dataset
+    refs_path = ann_dir / "refs(unc).p"
+    _prepare_root(root, refs_path, overwrite=overwrite)
+    image_dir = root / IMAGE_SUBDIR
+    image_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    width, height = image_size
+    rng = random.Random(seed)
+    plan = _split_plan(rng, num_images)
+    images, annotations, refs = [], [], []
+    for index, split in enumerate(plan):
+        image_id = index + 1
+        need = {"testA": "circle", "testB": "other"}.get(split)
+        objects = _sample_scene(rng, width, height, need)
+        file_name = f"COCO_train2014_{image_id:012d}.jpg"
+        picture = render_scene(objects, _background(rng, width, height))
+        picture.save(image_dir / file_name, format="JPEG", quality=95)
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        ann_ids = _add_annotations(annotations, objects, image_id)
+        for i in _referred(split, objects):
+            sentences = expressions_for(rng, objects, objects[i], min(width, height))
+            _add_ref(
+                refs, split, image_id, ann_ids[i], SHAPES.index(objects[i].shape) + 1, sentences
+            )
+        if progress is not None:
+            progress(index + 1)
+    categories = [{"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(SHAPES)]
+    instances = {"images": images, "annotations": annotations, "categories": categories}
+    atomic_write_bytes(ann_dir / "instances.json", json.dumps(instances, sort_keys=True).encode())
+    atomic_write_bytes(refs_path, pickle.dumps(refs, protocol=2))
+    return _summary(root, images, refs)
+
+
+def _add_annotations(annotations: list, objects: list[SceneObject], image_id: int) -> list[int]:
+    ids = []
+    for obj in objects:
+        ann_id = len(annotations) + 1
+        xs = [round(x, 2) for x, _ in obj.polygon]
+        ys = [round(y, 2) for _, y in obj.polygon]
+        flat = [v for xy in zip(xs, ys, strict=True) for v in xy]
+        annotations.append(
+            {
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": SHAPES.index(obj.shape) + 1,
+                "segmentation": [flat],
+                "iscrowd": 0,
+                "bbox": [
+                    min(xs),
+                    min(ys),
+                    round(max(xs) - min(xs), 2),
+                    round(max(ys) - min(ys), 2),
+                ],
+                "area": round(_polygon_area(xs, ys), 2),
+            }
+        )
+        ids.append(ann_id)
+    return ids
+
+
+def _polygon_area(xs: list[float], ys: list[float]) -> float:
+    n = len(xs)
+    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+
+
+def _add_ref(
+    refs: list, split: str, image_id: int, ann_id: int, category: int, sentences: list[str]
+) -> None:
+    # sentence ids run on across refs (the last one used, without a quadratic sum)
+    first_sent = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
+    sent_ids = list(range(first_sent, first_sent + len(sentences)))
+    refs.append(
+        {
+            "ref_id": len(refs),
+            "ann_id": ann_id,
+            "image_id": image_id,
+            "category_id": category,
+            "split": split,
+            "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
+            "sent_ids": sent_ids,
+            "sentences": [
+                {"sent_id": sid, "raw": text, "sent": text.lower(), "tokens": text.lower().split()}
+                for sid, text in zip(sent_ids, sentences, strict=True)
+            ],
+        }
+    )
+
+
+def _summary(root: Path, images: list, refs: list) -> SynthSummary:
+    refs_per_split: dict[str, int] = {}
+    sentences_per_split: dict[str, int] = {}
+    for ref in refs:
+        refs_per_split[ref["split"]] = refs_per_split.get(ref["split"], 0) + 1
+        sentences_per_split[ref["split"]] = sentences_per_split.get(ref["split"], 0) + len(
+            ref["sentences"]
+        )
+    return SynthSummary(root, len(images), refs_per_split, sentences_per_split)

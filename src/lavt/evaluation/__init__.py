@@ -1,0 +1,27 @@
+"""Evaluation with the published protocol: metrics, the loop, the driver, overlays.
+
+- :func:`evaluate` (``loop.py``): one model over one loader, integer sums
+  merged across processes -> :class:`EvalResult`;
+- :func:`run_evaluation` and :func:`evaluate_splits` (``driver.py``): dataset
+  -> loader -> evaluate (-> report files), shared by ``lavt evaluate``,
+  training-time validation and the benchmark;
+- :class:`SegmentationMetrics`, :func:`format_table` (``metrics.py``);
+- overlays for people (``overlays.py``) and the worst-K overlays (``worst.py``).
+"""
+
+from lavt.evaluation.driver import EvalSettings, evaluate_splits, run_evaluation
+from lavt.evaluation.loop import EvalResult, ShardSampler, evaluate, make_eval_loader
+from lavt.evaluation.metrics import SegmentationMetrics, format_table, intersection_union
+
+__all__ = [
+    "EvalResult",
+    "EvalSettings",
+    "SegmentationMetrics",
+    "ShardSampler",
+    "evaluate",
+    "evaluate_splits",
+    "format_table",
+    "intersection_union",
+    "make_eval_loader",
+    "run_evaluation",
+]

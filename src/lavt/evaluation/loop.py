@@ -1,0 +1,178 @@
+"""The evaluation loop: one model, one loader, integer sums merged across processes.
+
+Each process evaluates a disjoint shard of the objects (:class:`ShardSampler`:
+no padding, so nothing is counted twice); the integer sums of
+:class:`~lavt.evaluation.metrics.SegmentationMetrics` are then all-reduced and
+the per-expression records gathered, so one process and N give the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from lavt.data.dataset import ReferEvalDataset, collate_eval
+from lavt.data.workers import clean_worker_errors
+from lavt.evaluation.metrics import SegmentationMetrics, intersection_union
+from lavt.modeling.lavt import LAVT
+from lavt.runtime import all_reduce_sum, autocast
+
+RESOLUTIONS = ("model", "original")
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...``: disjoint shards that together cover all items once."""
+
+    def __init__(self, length: int, *, rank: int, world_size: int) -> None:
+        self.length, self.rank, self.world_size = length, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world_size))
+
+
+@dataclass
+class EvalResult:
+    """Metrics over all processes; ``records``: one dict per expression (sorted when gathered)."""
+
+    metrics: SegmentationMetrics
+    records: list[dict[str, Any]] = field(default_factory=list)
+    num_objects: int = 0
+
+    def summary(self) -> dict[str, float | int]:
+        """Percentages plus ``num_expressions`` and ``num_objects``."""
+        out: dict[str, float | int] = dict(self.metrics.summary())
+        out.update(num_expressions=self.metrics.num_expressions, num_objects=self.num_objects)
+        return out
+
+
+def make_eval_loader(
+    dataset: ReferEvalDataset,
+    *,
+    batch_size: int,
+    workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """Batches of ``batch_size`` objects (all their expressions) of this process's shard."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ShardSampler(len(dataset), rank=rank, world_size=world_size),
+        num_workers=workers,
+        collate_fn=collate_eval,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def forward_batch(
+    model: nn.Module, batch: dict[str, Any], device: torch.device, *, amp: torch.dtype | None
+) -> torch.Tensor:
+    """Logits (E, 2, S, S) float32 for the E expressions of a collated batch."""
+    images = batch["images"].to(device, non_blocking=True)  # (B, 3, S, S)
+    index = batch["image_index"].to(device, non_blocking=True)  # (E,)
+    ids = batch["input_ids"].to(device, non_blocking=True)  # (E, N)
+    attention = batch["attention_mask"].to(device, non_blocking=True)  # (E, N)
+    with autocast(device, amp):
+        return model(images[index], ids, attention).float()  # (E, 2, S, S)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    resolution: str = "model",
+    keep_records: bool = True,
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` over ``loader`` (this process's shard), merged across processes.
+
+    ``resolution="model"`` is the reference protocol (prediction and ground
+    truth at img_size x img_size); ``"original"`` resizes the logits back to each
+    image's size (:meth:`LAVT.postprocess`) and compares with the full mask.
+    Errors raised in loader workers surface as their own one-line message.
+    Every process of a ``torchrun`` job must call it (the sums are all-reduced).
+    """
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
+    was_training = model.training
+    model.eval()
+    metrics, records, objects = SegmentationMetrics(), [], 0
+    batches: Any = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=None)
+    with clean_worker_errors():
+        for batch in batches:
+            logits = forward_batch(model, batch, device, amp=amp)
+            inter, union = _compare(logits, batch, device, resolution)
+            iou = metrics.update(inter, union)
+            objects += batch["images"].shape[0]
+            if keep_records:
+                records += _records(batch, inter, union, iou)
+    model.train(was_training)
+    total_objects = all_reduce_sum(torch.tensor([objects], dtype=torch.int64, device=device))
+    return EvalResult(
+        metrics=metrics.all_reduce(device),
+        records=_gather(records) if keep_records else [],
+        num_objects=int(total_objects.item()),
+    )
+
+
+def _compare(
+    logits: torch.Tensor, batch: dict[str, Any], device: torch.device, resolution: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """I and U (E,) int64 of each expression's predicted mask against its object's."""
+    index = batch["image_index"].to(device)  # (E,)
+    if resolution == "model":
+        targets = batch["targets"].to(device, non_blocking=True)[index]  # (E, S, S)
+        return intersection_union(LAVT.postprocess(logits, targets.shape[-2:]) > 0, targets)
+    inters, unions = [], []
+    for e in range(logits.shape[0]):  # one at a time: full-resolution masks can be large
+        target = batch["original_targets"][int(batch["image_index"][e])].to(device)  # (H, W)
+        pred = LAVT.postprocess(logits[e : e + 1], tuple(target.shape)) > 0  # (1, H, W)
+        i, u = intersection_union(pred, target[None])
+        inters.append(i)
+        unions.append(u)
+    return torch.cat(inters), torch.cat(unions)
+
+
+def _records(batch, inter, union, iou) -> list[dict[str, Any]]:
+    rows = []
+    for k, (i, u, v) in enumerate(zip(inter.tolist(), union.tolist(), iou.tolist(), strict=True)):
+        rows.append(
+            {
+                "ref_id": batch["ref_ids"][k],
+                "sent_id": batch["sent_ids"][k],
+                "text": batch["texts"][k],
+                "I": i,
+                "U": u,
+                "IoU": v,
+            }
+        )
+    return rows
+
+
+def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every process's records on every process, in (ref_id, sent_id) order."""
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return records
+    parts: list[Any] = [None] * torch_dist.get_world_size()
+    torch_dist.all_gather_object(parts, records)
+    merged = [r for part in parts for r in part]
+    return sorted(merged, key=lambda r: (r["ref_id"], r["sent_id"]))

@@ -1,0 +1,48 @@
+"""Output folders and report files of ``lavt evaluate`` (and the folder check of predict)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lavt.errors import InputError
+from lavt.evaluation.loop import EvalResult
+from lavt.evaluation.metrics import format_table
+from lavt.runtime import atomic_write_text
+
+
+def check_output_dir(path: str | os.PathLike, *, param: str = "output") -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be created/written.
+
+    Nothing is created here: the nearest existing ancestor must be a writable folder.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{param} {path}: exists and is not a folder", param=param)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{param} {path}: {existing} is not a folder", param=param)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{param} {path}: {existing} is not writable", param=param)
+    return path
+
+
+def write_split(output: Path, split: str, result: EvalResult) -> Path:
+    """``<output>/<split>.jsonl``: one line per expression (ref_id, sent_id, text, I, U, IoU)."""
+    path = output / f"{split}.jsonl"
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in result.records))
+    return path
+
+
+def write_summary(output: Path, results: dict[str, dict[str, Any]]) -> str:
+    """``metrics.md`` (the README's table) and ``metrics.json``; returns the table."""
+    table = format_table(results)
+    atomic_write_text(output / "metrics.md", table + "\n")
+    atomic_write_text(output / "metrics.json", json.dumps(results, indent=2) + "\n")
+    return table

@@ -1,0 +1,164 @@
+"""From what a person typed (a path, a registered name, a URL, ``hf://``) to a local file."""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+from pathlib import Path
+
+from lavt.errors import CheckpointError
+from lavt.hub import cache
+from lavt.hub.download import download, http_open, unreachable
+from lavt.hub.registry import WeightsEntry, close_names, find_entry
+
+#: the kind of weights each parameter takes (others, like ``lavt weights fetch``, take any)
+_EXPECTED_KIND = {"checkpoint": "lavt", "init_weights": "lavt", "pretrained_swin_weights": "swin"}
+_KIND_NAMES = {
+    "lavt": "a LAVT checkpoint",
+    "swin": "ImageNet Swin weights (for pretrained_swin_weights)",
+    "text": "a text encoder (for text_encoder)",
+}
+_URL = re.compile(r"^(https?|hf):/+", re.IGNORECASE)
+
+
+def _normalise(text: str) -> str:
+    """Repair a URL that went through ``pathlib.Path`` (``https:/host`` -> ``https://host``)."""
+    found = _URL.match(text)
+    if found is None:
+        return text
+    return f"{found.group(1).lower()}://" + text[found.end() :]
+
+
+def entry_path(entry: WeightsEntry) -> Path:
+    """Where ``entry`` lives in the cache (downloaded or placed by hand)."""
+    return cache.weights_dir() / entry.filename
+
+
+def _opener(entry_url: str | None, gdrive_id: str | None):
+    if gdrive_id:
+        from lavt.hub.gdrive import DriveOpener
+
+        return DriveOpener(gdrive_id)
+    return lambda offset, validator: http_open(entry_url, offset, validator)
+
+
+def _fetch(
+    dest: Path,
+    *,
+    url: str | None,
+    gdrive_id: str | None,
+    source: str,
+    expected: str | None,
+    label: str,
+) -> Path:
+    """The verified cache file ``dest``, downloaded unless present (or offline)."""
+    if dest.exists():
+        return cache.check_cached(dest, expected=expected, source=source, label=label)
+    by_hand = f"download {source} and put it at {dest}"
+    var = cache.offline_variable()
+    if var is not None:
+        raise CheckpointError(
+            f"{label}: {dest.name} is not in the cache and {var} is set; {by_hand}"
+        )
+    try:
+        return download(
+            _opener(url, gdrive_id), dest, source=source, expected=expected, label=label
+        )
+    except urllib.error.HTTPError as err:
+        raise CheckpointError(f"{label}: {source} answered HTTP {err.code}; {by_hand}") from None
+    except OSError as err:  # URLError included
+        if unreachable(err):
+            reason = getattr(err, "reason", err)
+            raise CheckpointError(f"{label}: cannot reach {source} ({reason}); {by_hand}") from None
+        raise CheckpointError(
+            f"{label}: cannot write {dest} ({err.strerror or err}); set LAVT_HOME to a "
+            "writable folder"
+        ) from None
+
+
+def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
+    """The local file of a registered entry, downloaded once; its ``.safetensors``
+    copy (``lavt weights fetch --safetensors``) when one was made."""
+    label = label or entry.name
+    if entry.kind == "text":
+        raise CheckpointError(f"{label}: {_KIND_NAMES['text']}, not a weights file")
+    dest = entry_path(entry)
+    copy = cache.safetensors_copy_path(dest)
+    if copy != dest and copy.exists():
+        return cache.check_cached(copy, expected=None, source=f"converted from {dest}", label=label)
+    return _fetch(
+        dest,
+        url=entry.url,
+        gdrive_id=entry.gdrive_id,
+        source=entry.source,
+        expected=entry.sha256,
+        label=label,
+    )
+
+
+def fetch_url(url: str, *, label: str | None = None) -> Path:
+    """The local file of an ``http(s)://`` URL, downloaded once into the cache."""
+    dest = cache.url_cache_path(url)
+    copy = cache.safetensors_copy_path(dest)
+    if copy != dest and copy.exists():
+        return cache.check_cached(
+            copy, expected=None, source=f"converted from {dest}", label=label or url
+        )
+    return _fetch(dest, url=url, gdrive_id=None, source=url, expected=None, label=label or url)
+
+
+def cache_path(source: str) -> Path:
+    """Where a registered name or URL is (or will be) cached; the path itself otherwise."""
+    text = _normalise(os.fspath(source))
+    if text.lower().startswith(("http://", "https://")):
+        return cache.url_cache_path(text)
+    entry = find_entry(text)
+    if entry is None or entry.kind == "text":
+        raise CheckpointError(f"{text}: not a registered weights name (see: lavt weights list)")
+    return entry_path(entry)
+
+
+def resolve_weights(source: str | os.PathLike, *, param: str = "checkpoint") -> Path:
+    """A local path for ``source``: a path (returned unchanged, even when missing, for the
+    caller's own error), a registered name (``lavt-refcoco``, ``swin-base-window12-384-22k``;
+    see ``lavt weights list``), an ``http(s)://`` URL or ``hf://owner/repo/file[@revision]``.
+
+    Names and URLs are downloaded once into ``$LAVT_HOME`` and checksummed at every use.
+    Errors name ``param``.
+    """
+    text = _normalise(os.fspath(source))
+    try:
+        return _resolve(source, text, param)
+    except CheckpointError as err:  # lets the CLI show the parameter as its flag
+        if err.param is None and str(err).startswith(param):
+            err.param = param
+        raise
+
+
+def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
+    label = f"{param} {text}"
+    lowered = text.lower()
+    if lowered.startswith(("http://", "https://")):
+        return fetch_url(text, label=label)
+    if lowered.startswith("hf://"):
+        from lavt.hub.hf import hf_download
+
+        return hf_download(text, label=label)
+    path = Path(source)
+    if path.exists():
+        return path
+    entry = find_entry(text)
+    if entry is not None:
+        wanted = _EXPECTED_KIND.get(param)
+        if wanted and entry.kind != wanted:
+            raise CheckpointError(f"{label}: {_KIND_NAMES[entry.kind]}, not {_KIND_NAMES[wanted]}")
+        return fetch_entry(entry, label=label)
+    if os.sep not in text and "/" not in text:
+        guesses = close_names(text)
+        if guesses:
+            raise CheckpointError(
+                f"{label}: no such file, nor a registered weights name; did you mean "
+                f"{' or '.join(guesses)}? (lavt weights list)"
+            )
+    return path

@@ -1,0 +1,11 @@
+"""The user-facing predictor and ``lavt predict``'s batch writer.
+
+- :class:`Predictor` (``predictor.py``): image + expressions -> masks at the image's size;
+- :func:`predict_to_folder` (``batch.py``): many images, each checked up front and
+  decoded one at a time, written as masks, overlays and ``predictions.jsonl``.
+"""
+
+from lavt.predict.batch import predict_to_folder
+from lavt.predict.predictor import Prediction, Predictor
+
+__all__ = ["Prediction", "Predictor", "predict_to_folder"]

@@ -1,0 +1,191 @@
+"""The user-facing predictor (segment-anything's ``SamPredictor`` pattern).
+
+::
+
+    import lavt
+    predictor = lavt.Predictor.from_checkpoint()  # the bundled model; or a path
+    for result in predictor.predict("scene.jpg", ["the blue one", "the big red circle"]):
+        print(result.text, result.foreground_fraction)
+
+The image is preprocessed as in training (square resize to the model's
+img_size, ImageNet normalisation); the expressions run through the model a
+chunk at a time, and each one's logits are brought back to the image's own size
+by :meth:`LAVT.postprocess`, one expression at a time, so memory does not grow
+with the number of expressions beyond the masks themselves (bool, H x W each).
+:meth:`Predictor.iter_predict` yields them one by one, keeping none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lavt.assets import default_model_path
+from lavt.data.transforms import image_to_tensor
+from lavt.errors import InputError, LavtError
+from lavt.imageio import load_image, to_rgb
+from lavt.modeling import LAVT
+from lavt.predict.notices import notice_image, notice_tokens
+from lavt.runtime import autocast, select_device
+from lavt.tokenizer import check_expression, tokenizer_for_model
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+
+
+@dataclass
+class Prediction:
+    """One expression's result; arrays are at the image's own size (H, W)."""
+
+    text: str
+    mask: np.ndarray  # (H, W) bool
+    mean_foreground_probability: float  # mean probability over the mask's pixels (0 if empty)
+    probability: np.ndarray | None = None  # (H, W) float32, only when asked for
+
+    @property
+    def foreground_fraction(self) -> float:
+        return float(self.mask.mean())
+
+
+class Predictor:
+    """Segments the objects that expressions refer to in an image.
+
+    Args:
+        model: a LAVT (e.g. from :func:`lavt.load_model`); moved to ``device``
+            and put in eval mode.
+        device: ``auto`` (default: CUDA when available, else the CPU), ``cpu``,
+            ``cuda``, ``cuda:N``.
+        img_size: square input size; default the model's training size.
+        amp: autocast dtype (``torch.bfloat16``), or None for float32.
+        chunk_size: expressions per forward pass.
+        bundled: the model is the bundled synthetic-shapes model (set by
+            :meth:`from_checkpoint`); it then warns once on photograph-like images.
+    """
+
+    def __init__(
+        self,
+        model: LAVT,
+        *,
+        device: str | torch.device | None = None,
+        img_size: int | None = None,
+        amp: torch.dtype | None = None,
+        chunk_size: int = 8,
+        bundled: bool = False,
+    ) -> None:
+        self.device = select_device(device if device is not None else "auto")
+        self.img_size = int(img_size or model.config.img_size)
+        if self.img_size < 16:
+            raise InputError(f"img_size {self.img_size}: must be at least 16", param="img_size")
+        if chunk_size < 1:
+            raise InputError(f"chunk_size {chunk_size}: must be at least 1", param="chunk_size")
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer_for_model(model)
+        self.amp = amp
+        self.chunk_size = chunk_size
+        vocab = getattr(model, "vocab", None)
+        self.knows_synthetic_only = bundled or (vocab is not None and len(vocab) < 1000)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str | torch.device | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """Load ``path`` (default: the bundled model) and wrap it."""
+        from lavt.checkpoint import load_model
+
+        device = select_device(device if device is not None else "auto")
+        default = default_model_path()
+        source = Path(path) if path is not None else default
+        bundled = path is None or (source.is_file() and source.samefile(default))
+        model = load_model(source, device=device)
+        return cls(model, device=device, bundled=bundled, **kwargs)
+
+    def _as_image(self, image: ImageLike) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return to_rgb(image)
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or not (
+                image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))
+            ):
+                raise InputError(
+                    "image: arrays must be uint8 (H, W), (H, W, 3) or (H, W, 4)", param="image"
+                )
+            return to_rgb(Image.fromarray(image))
+        return load_image(image)
+
+    def predict(
+        self, image: ImageLike, texts: str | Sequence[str], *, probability: bool = False
+    ) -> list[Prediction]:
+        """Masks for each expression in ``texts``, at the image's size.
+
+        ``probability=True`` also keeps each expression's (H, W) float32
+        probability map (4 bytes a pixel each: leave it off for large images).
+        """
+        return list(self.iter_predict(image, texts, probability=probability))
+
+    @torch.inference_mode()
+    def iter_predict(
+        self, image: ImageLike, texts: str | Sequence[str], *, probability: bool = False
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict`, yielding one :class:`Prediction` at a time."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("texts: no expression given", param="texts")
+        for k, text in enumerate(texts):
+            check_expression(text, name=f"texts[{k}]")
+        picture = self._as_image(image)
+        width, height = picture.size
+        if self.knows_synthetic_only:
+            notice_image(picture, self.img_size)
+        pixels = image_to_tensor(picture, self.img_size).to(self.device)  # (3, S, S)
+        ids, attention = self.tokenizer(texts)  # (E, N) each
+        notice_tokens(self.tokenizer, texts, ids, synthetic_only=self.knows_synthetic_only)
+        for start in range(0, len(texts), self.chunk_size):
+            stop = min(start + self.chunk_size, len(texts))
+            with self._memory_errors(width, height):
+                batch = pixels.unsqueeze(0).expand(stop - start, -1, -1, -1)  # (c, 3, S, S)
+                with autocast(self.device, self.amp):
+                    logits = self.model(
+                        batch,
+                        ids[start:stop].to(self.device),
+                        attention[start:stop].to(self.device),
+                    )  # (c, 2, S, S)
+            for row in range(stop - start):
+                with self._memory_errors(width, height):
+                    result = self._one(logits[row : row + 1], (height, width), probability)
+                yield Prediction(texts[start + row], *result)
+
+    def _one(
+        self, logits: torch.Tensor, size: tuple[int, int], probability: bool
+    ) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """(1, 2, S, S) logits -> mask (H, W) bool, mean foreground probability, probabilities."""
+        foreground = LAVT.postprocess(logits, size)[0]  # (H, W) log-odds
+        mask = foreground > 0
+        score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+        probs = foreground.sigmoid_().cpu().numpy() if probability else None
+        return mask.cpu().numpy(), score, probs
+
+    @contextlib.contextmanager
+    def _memory_errors(self, width: int, height: int) -> Iterator[None]:
+        """An out-of-memory failure as a one-line error instead of a traceback."""
+        try:
+            yield
+        except (MemoryError, RuntimeError) as err:
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if not isinstance(err, MemoryError | torch.OutOfMemoryError) and not any(
+                word in text.lower() for word in ("allocate", "out of memory")
+            ):
+                raise
+            raise LavtError(
+                f"out of memory on {self.device} for a {width}x{height} image "
+                f"({text[:160]}); use a smaller image or fewer expressions per chunk"
+            ) from None

@@ -1,0 +1,85 @@
+"""`lavt benchmark` runs every mode and reports sane figures (not a timing test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import tiny_config
+from lavt.bench import run_benchmark
+from lavt.cli import main
+from lavt.errors import InputError
+
+TINY = dict(img_size=64, warmup=1, repeats=2, peak_matmul_size=256)
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_step_modes(mode):
+    result = run_benchmark(mode=mode, config=tiny_config(), expressions_per_image=2, **TINY)
+    assert result.mode == mode and result.batch_size == 1 and result.expressions_per_image == 2
+    assert result.latency_ms_median > 0 and result.pairs_per_second > 0
+    assert result.gflops_per_batch > 0 and 0 < result.share_of_peak < 10
+    assert result.peak_memory_mib > 0 and result.repeats == 2
+    assert "latency / batch" in result.table()
+
+
+def test_train_mode_counts_the_backward_pass():
+    infer = run_benchmark(mode="infer", config=tiny_config(), **TINY)
+    train = run_benchmark(mode="train", config=tiny_config(), **TINY)
+    assert train.gflops_per_batch > 2 * infer.gflops_per_batch
+
+
+def test_eval_and_data_modes():
+    config = tiny_config(img_size=32)
+    common = dict(config=config, img_size=32, batch_size=2, peak_matmul_size=256)
+    result = run_benchmark(mode="eval", repeats=1, warmup=1, **common)
+    assert result.extra["expressions/s (batched)"] > 0
+    assert result.extra["expressions/s (one at a time)"] > 0
+    result = run_benchmark(mode="data", repeats=3, warmup=0, **common)
+    assert result.pairs_per_second > 0 and result.device == "cpu"
+    assert "samples/s per worker" in result.table()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--batch-size", "0", "at least 1"),
+        ("--img-size", "8", "at least 32"),
+        ("--img-size", "100", "multiple of 32"),
+        ("--warmup", "-1", "at least 0"),
+        ("--repeats", "0", "at least 1"),
+        ("--expressions-per-image", "0", "at least 1"),
+        ("--workers", "-2", "at least 0"),
+        ("--threads", "0", "at least 1"),
+        ("--device", "banana", "not a device"),
+        ("--json", ".", "directory"),
+    ],
+)
+def test_bad_arguments_get_one_line(capsys, flag, value, words):
+    assert main(["benchmark", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lavt benchmark: error: {flag} ") and value in err and words in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_library_errors_name_parameters():
+    with pytest.raises(InputError, match=r"^img_size 8") as info:
+        run_benchmark(img_size=8)
+    assert info.value.param == "img_size"
+
+
+def test_underscore_aliases(capsys):
+    assert main(["benchmark", "--img_size", "8"]) == 2
+    assert "--img-size 8" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_with_a_preset(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    args = ["benchmark", "--preset", "tiny", "--img-size", "64", "--mode", "infer"]
+    assert main([*args, "--repeats", "2", "--warmup", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["preset"] == "tiny" and result["gflops_per_batch"] > 0
+    assert oct(out.stat().st_mode & 0o777) in ("0o644", "0o664", "0o600", "0o640", "0o660")
+    assert "latency / batch" in capsys.readouterr().out
