@@ -98,6 +98,11 @@ def test_page_uploads_segments_and_draws_the_api_masks(server, tmp_path):
             assert "hidden" in page.locator("canvas.mask-layer").first.get_attribute("class")
             href = page.locator("#legend li a.download").first.get_attribute("href")
             assert href.startswith("data:image/png;base64,")
+            page.fill("#texts", "\n".join(["a", "b", "c", "d", "e"]))  # the server allows 4
+            page.click("#segment")
+            status = page.locator("#status")
+            assert "At most 4 expressions" in status.inner_text()
+            assert status.get_attribute("class") == "error"
         finally:
             browser.close()
     ARTIFACTS.mkdir(exist_ok=True)

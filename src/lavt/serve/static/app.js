@@ -10,7 +10,7 @@ const COLOURS = [
 ];
 const FILL_ALPHA = 130;  // the object's pixels; its outline is opaque
 const $ = (id) => document.getElementById(id);
-const state = { imageBlob: null, imageName: "", bitmap: null, results: [] };
+const state = { imageBlob: null, imageName: "", bitmap: null, results: [], limits: null };
 
 // COCO compressed RLE (pycocotools' string form) -> counts -> (H, W) mask, column-major.
 function decodeCounts(s) {
@@ -143,6 +143,14 @@ async function segment() {
   const texts = $("texts").value.split("\n").map((t) => t.trim()).filter((t) => t);
   if (!state.imageBlob) return setStatus("Choose an example or upload an image first.", true);
   if (!texts.length) return setStatus("Type at least one expression.", true);
+  const limits = state.limits;
+  if (limits && texts.length > limits.max_expressions) {
+    return setStatus(`At most ${limits.max_expressions} expressions per image.`, true);
+  }
+  if (limits && state.imageBlob.size > limits.max_upload_mb * 1024 * 1024) {
+    // the server refuses such a body before reading it; say so before sending it
+    return setStatus(`The image is over the server's ${limits.max_upload_mb} MB limit.`, true);
+  }
   const form = new FormData();
   form.append("image", state.imageBlob, state.imageName || "image");
   texts.forEach((t) => form.append("text", t));
@@ -176,6 +184,7 @@ async function loadExamples() {
 
 async function loadModelLine() {
   const info = await (await fetch("v1/model")).json();
+  state.limits = info.limits;
   $("model-line").textContent =
     `model ${info.name} (${info.architecture.variant}, input ${info.input_size.join("×")}, ` +
     `${info.device}); up to ${info.limits.max_expressions} expressions per image`;
