@@ -195,6 +195,7 @@ TWO_IMAGES = [("image", ("a.png", GOOD)), ("image", ("b.png", GOOD))]
         ({"files": image_part(GOOD), "data": {"text": "   "}}, 422, "empty"),
         ({"files": {"text": (None, "a")}}, 422, "image: missing"),
         ({"files": TWO_IMAGES, "data": {"text": "a"}}, 422, "multipart"),
+        ({"files": image_part(GOOD), "data": {"text": ["a"] * 500}}, 422, "multipart"),
         ({"data": {"text": "a"}}, 415, "x-www-form-urlencoded"),
         ({"json": {"texts": ["a"]}}, 422, "image: missing"),
         ({"json": {"image": "%%%notbase64", "texts": ["a"]}}, 422, "base64"),
@@ -203,6 +204,8 @@ TWO_IMAGES = [("image", ("a.png", GOOD)), ("image", ("b.png", GOOD))]
         ({"json": {"image": base64.b64encode(GOOD).decode(), "texts": [1]}}, 422, "strings"),
         ({"json": ["not", "an", "object"]}, 422, "object"),
         ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 422, "JSON"),
+        ({"content": b"[" * 200_000, "headers": {"content-type": "application/json"}}, 422, "JSON"),
+        ({"content": b"\xff\xfe{", "headers": {"content-type": "application/json"}}, 422, "JSON"),
         ({"content": b"abc", "headers": {"content-type": "text/plain"}}, 415, "content type"),
     ],
 )

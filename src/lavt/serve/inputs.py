@@ -76,8 +76,8 @@ async def _read_multipart(request: Request, config: ServeConfig) -> SegmentReque
 async def _read_json(request: Request) -> SegmentRequest:
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(422, f"malformed JSON body ({err})") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, bad UTF-8, deep nesting
+        raise ApiError(422, f"malformed JSON body ({str(err)[:200]})") from None
     if not isinstance(body, dict):
         raise ApiError(422, "JSON body must be an object {image, texts}")
     image = body.get("image")
