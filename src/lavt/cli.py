@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol)",
     ),
     "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
+    "serve": ("lavt.commands.serve", "HTTP API with dynamic batching and a web page"),
     "train": ("lavt.commands.train", "train LAVT (the published recipe)"),
     "benchmark": (
         "lavt.commands.benchmark",
