@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lavt.commands.benchmark",
         "time inference, training, evaluation or data loading",
     ),
+    "export": ("lavt.commands.export", "export a checkpoint as one ONNX graph (BERT included)"),
 }
 
 

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lavt.assets import default_model_path
 from lavt.data.transforms import image_to_tensor
 from lavt.errors import InputError
 from lavt.imageio import load_image, to_rgb
@@ -85,13 +84,17 @@ class Predictor:
         path: str | os.PathLike | None = None,
         *,
         device: str | torch.device | None = None,
+        runtime: str = "torch",
         **kwargs,
     ) -> Predictor:
-        """Load ``path`` (default: the bundled model) and wrap it."""
-        from lavt.checkpoint import load_model
+        """Load ``path`` (default: the bundled model) and wrap it.
+
+        ``runtime="onnxruntime"`` runs a graph written by ``lavt export`` instead.
+        """
+        from lavt.export.runner import load_for_runtime
 
         device = torch.device(device) if device is not None else default_device()
-        model = load_model(path if path is not None else default_model_path(), device=device)
+        model = load_for_runtime(path, runtime=runtime, device=device)
         return cls(model, device=device, **kwargs)
 
     def _as_image(self, image: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:

@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="data loader workers per process")
     parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: --checkpoint is a graph written by lavt export (no --amp)",
+    )
     parser.add_argument("--skip-missing", action="store_true", help="go on without missing images")
     parser.add_argument(
         "--swap-expressions",
@@ -67,6 +73,8 @@ def _check_args(args: argparse.Namespace) -> list[str]:
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.img_size is not None and args.img_size < 16:
         raise InputError(f"--img-size must be at least 16, got {args.img_size}")
+    if args.runtime == "onnxruntime" and args.amp != "none":
+        raise InputError("--amp: not used by --runtime onnxruntime (export with --dtype fp16)")
     if args.save_worst < 0:
         raise InputError(f"--save-worst must be >= 0, got {args.save_worst}")
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
@@ -78,12 +86,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lavt.assets import default_model_path
-    from lavt.checkpoint import load_model
     from lavt.data.dataset import ReferEvalDataset
     from lavt.data.refer import ReferIndex
     from lavt.engine.evaluate import evaluate, make_eval_loader
     from lavt.engine.metrics import format_table
+    from lavt.export.runner import load_for_runtime
     from lavt.runtime import cleanup_distributed, init_distributed
     from lavt.tokenizer import tokenizer_for_model
 
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     }
     info, device = init_distributed(args.device)
     try:
-        model = load_model(args.checkpoint or default_model_path(), device=device)
+        model = load_for_runtime(args.checkpoint, runtime=args.runtime, device=device)
         tokenizer = tokenizer_for_model(model)
         img_size = args.img_size or model.config.img_size
         amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--img-size", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: --checkpoint is a graph written by lavt export",
+    )
 
 
 def _stems(images: list[Path]) -> list[str]:
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         check_expression(text, name=f"--text #{k + 1}")
     pictures = [load_image(path) for path in args.image]  # every input checked before any output
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=args.device, img_size=args.img_size
+        args.checkpoint, device=args.device, img_size=args.img_size, runtime=args.runtime
     )
     args.output.mkdir(parents=True, exist_ok=True)
     lines = []
