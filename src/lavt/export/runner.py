@@ -236,6 +236,7 @@ def load_for_runtime(
     path = Path(path) if path is not None else default_model_path()
     if path.suffix == ".onnx":
         raise InputError(
-            f"runtime torch: {path} is an ONNX model; use runtime onnxruntime", param="runtime"
+            f"runtime torch: {path} is an ONNX model (it needs runtime onnxruntime)",
+            param="runtime",
         )
     return load_model(path, device=device)
