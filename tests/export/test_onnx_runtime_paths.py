@@ -114,3 +114,13 @@ def test_onnxruntime_refuses_what_the_graph_cannot_do(files, tmp_path, capsys):
     assert "--amp" in lines[0]
     assert "--img-size" in lines[1] and "exported for (3, 64, 64)" in lines[1]
     assert "--runtime torch:" in lines[2] and "is an ONNX model" in lines[2]
+
+
+def test_postprocess_is_the_models(files):
+    from lavt.modeling.lavt import LAVT
+
+    if not hasattr(LAVT, "postprocess"):
+        pytest.skip("LAVT.postprocess comes with the predictor refactoring")
+    logits = torch.randn(2, 2, SIZE, SIZE)
+    runner = OnnxLAVT(files / "tiny.onnx")
+    assert torch.equal(runner.postprocess(logits, (30, 40)), LAVT.postprocess(logits, (30, 40)))

@@ -95,6 +95,13 @@ class OnnxLAVT:
         self.device = device
         return self
 
+    @staticmethod
+    def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The model's own postprocessing (``LAVT.postprocess``): one function for both."""
+        from lavt.modeling.lavt import LAVT
+
+        return LAVT.postprocess(logits, size)
+
     # -- running
 
     def __call__(
