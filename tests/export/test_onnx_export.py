@@ -106,3 +106,21 @@ def test_cli_export(golden_dir, tmp_path, capsys):
     assert str(out) in printed and "64x64, 8 tokens, fp32, batch dynamic, opset 18" in printed
     assert load_onnx_model(out).metadata.max_tokens == 8
     assert [p.name for p in tmp_path.iterdir()] == ["cli.onnx"]  # no temporary left behind
+
+
+@pytest.mark.slow
+def test_default_model_keeps_its_own_vocabulary(tmp_path):
+    from lavt.assets import default_model_path
+    from lavt.tokenizer import tokenizer_for_model
+
+    model = load_model(default_model_path())
+    result = export_onnx(default_model_path(), tmp_path / "default.onnx", simplify=False)
+    runner = load_onnx_model(result.path)
+    assert runner.vocab == model.vocab and len(runner.vocab) == model.config.text.vocab_size
+    texts = ["the red circle", "the small blue square left of the green triangle"]
+    ids, mask = tokenizer_for_model(runner)(texts)
+    assert torch.equal(ids, tokenizer_for_model(model)(texts)[0])
+    image = padded_batch(2, runner.img_size, 20, 10)[0]
+    with torch.no_grad():
+        expected = model(image, ids, mask)
+    assert relative_error(runner(image, ids, mask), expected) <= 1e-4

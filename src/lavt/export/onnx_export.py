@@ -89,6 +89,7 @@ def export_onnx(
     or exported; nothing is written then.
     """
     start = time.perf_counter()
+    _require_packages()
     output = Path(output)
     if output.suffix != ".onnx":
         raise InputError(f"{output}: the output file must end in .onnx")
@@ -141,6 +142,14 @@ def export_onnx(
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+def _require_packages() -> None:
+    import importlib.util
+
+    missing = [p for p in ("onnx", "onnxruntime") if importlib.util.find_spec(p) is None]
+    if missing:
+        raise InputError(f"ONNX export needs {' and '.join(missing)} (pip install 'lavt[onnx]')")
 
 
 def _load(source: str | os.PathLike | LAVT) -> tuple[LAVT, str]:
