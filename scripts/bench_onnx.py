@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """onnxruntime vs PyTorch on this CPU, side by side in one process, plus export time.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/bench_onnx.py --out benchmarks/onnx_cpu.json
+    .venv/bin/python scripts/bench_onnx.py --threads 2 --out benchmarks/onnx_cpu.json
+    .venv/bin/python scripts/bench_onnx.py --threads 1 --append --out benchmarks/onnx_cpu.json
 
 Cases: a random-weight Swin-B + BERT-base LAVT at 480 px, fp32, batch 1 (the
 published architecture), and the bundled default model at batch 32. The two
@@ -129,7 +130,11 @@ def main() -> None:
     parser.add_argument("--cases", default="default_b32,swin_base_480_b1")
     parser.add_argument("--no-simplify", dest="simplify", action="store_false")
     parser.add_argument("--note", default="", help="free text stored in the JSON (machine load)")
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's")
+    parser.add_argument("--append", action="store_true", help="add this run to --out's runs")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from lavt.assets import default_model_path
     from lavt.checkpoint import load_model
@@ -153,7 +158,8 @@ def main() -> None:
             print(json.dumps({k: row[k] for k in ("case", "speedup_median", "export")}), flush=True)
             del model
     record["machine"]["load_average_end"] = os.getloadavg()
-    atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    runs = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
+    atomic_write_text(args.out, json.dumps({"runs": [*runs, record]}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
