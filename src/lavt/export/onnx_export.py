@@ -6,8 +6,8 @@
 
 Uses the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``):
 with torch 2.13 it traces the whole model, ``transformers``' BERT included, to
-standard opset 17 operators, where the dynamo exporter needs extra packages and
-is slower on this model.
+standard opset 17 operators. The dynamo exporter (``dynamo=True``, torch's
+default) would add onnxscript as a dependency and was not needed.
 
 The batch axis is dynamic; the image side and the token count are fixed at
 export time. The image side cannot follow the input because Swin's geometry is
