@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "time inference, training, evaluation or data loading",
     ),
     "weights": ("lavt.commands.weights", "released weights by name: list, fetch, path, verify"),
+    "export": ("lavt.commands.export", "export a checkpoint as one ONNX graph (BERT included)"),
 }
 
 

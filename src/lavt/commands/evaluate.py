@@ -106,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="go on without missing images (default: refuse)",
     )
     parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--swap-expressions",
         "--swap_expressions",
         dest="swap_expressions",
@@ -124,6 +131,10 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise InputError(f"workers {args.workers}: must be >= 0", param="workers")
     if args.img_size is not None and args.img_size < 16:
         raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
+    if args.runtime == "onnxruntime" and args.amp != "none":
+        raise InputError(
+            "amp: not used by runtime onnxruntime (export with --dtype fp16)", param="amp"
+        )
     if args.save_worst < 0:
         raise InputError(f"save_worst {args.save_worst}: must be >= 0", param="save_worst")
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
@@ -133,11 +144,10 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lavt.assets import default_model_path
-    from lavt.checkpoint import load_model
     from lavt.data.refer import ReferIndex
     from lavt.evaluation import EvalSettings, evaluate_splits, format_table
     from lavt.evaluation.outputs import check_output_dir
+    from lavt.export.runner import load_for_runtime
     from lavt.runtime import cleanup_distributed, init_distributed, parse_dtype
 
     splits = _check_args(args)
@@ -158,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     )
     info, device = init_distributed(args.device)
     try:
-        model = load_model(args.checkpoint or default_model_path(), device=device)
+        model = load_for_runtime(args.checkpoint, runtime=args.runtime, device=device)
         results = evaluate_splits(model, index, split_refs, settings, device=device, dist=info)
         if info.is_main:
             print(format_table(results))

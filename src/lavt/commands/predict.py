@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="square input size (default: the checkpoint's)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
+        "(default: %(default)s)",
+    )
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
 
 
@@ -57,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     images = check_inputs(args.image)  # every header checked before the model loads
     check_output_dir(args.output)
     device = select_device(args.device)
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=device, img_size=args.img_size)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, device=device, img_size=args.img_size, runtime=args.runtime
+    )
 
     def report(line: dict) -> None:
         share = 100 * line["foreground_fraction"]

@@ -97,16 +97,20 @@ class Predictor:
         path: str | os.PathLike | None = None,
         *,
         device: str | torch.device | None = None,
+        runtime: str = "torch",
         **kwargs,
     ) -> Predictor:
-        """Load ``path`` (default: the bundled model) and wrap it."""
-        from lavt.checkpoint import load_model
+        """Load ``path`` (default: the bundled model) and wrap it.
+
+        ``runtime="onnxruntime"`` runs a graph written by ``lavt export`` instead.
+        """
+        from lavt.export.runner import load_for_runtime
 
         device = select_device(device if device is not None else "auto")
         default = default_model_path()
         source = Path(path) if path is not None else default
         bundled = path is None or (source.is_file() and source.samefile(default))
-        model = load_model(source, device=device)
+        model = load_for_runtime(path, runtime=runtime, device=device)
         return cls(model, device=device, bundled=bundled, **kwargs)
 
     def _as_image(self, image: ImageLike) -> Image.Image:
