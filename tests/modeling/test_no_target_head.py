@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from lavt.checkpoint import load_model, save_checkpoint
 from lavt.errors import InputError
 from lavt.modeling import LAVTOutput, build_model

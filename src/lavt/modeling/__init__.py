@@ -5,9 +5,9 @@ from lavt.modeling.lavt import LAVT, LAVTOutput, build_model
 
 __all__ = [
     "LAVT",
-    "LAVTOutput",
     "PRESETS",
     "LAVTConfig",
+    "LAVTOutput",
     "TextEncoderConfig",
     "build_model",
     "preset_config",
