@@ -136,7 +136,8 @@ def _swin_file(path: Path) -> None:
 
 def test_trainer_initialisers_take_registered_names(server, lavt_home, table, tmp_path):
     from lavt.checkpoint import load_swin_imagenet_weights, save_checkpoint
-    from lavt.engine import train as T
+    from lavt.train import TrainConfig
+    from lavt.train.model import build_training_model
 
     torch.manual_seed(1)
     source = lavt.build_model(tiny_config(img_size=64))
@@ -152,10 +153,8 @@ def test_trainer_initialisers_take_registered_names(server, lavt_home, table, tm
     )
     arch = tiny_config().to_dict()
     arch = {k: arch[k] for k in ("embed_dim", "depths", "num_heads", "window_size", "text")}
-    cfg = T.validate_config(
-        {"model": "lavt_one", "img_size": 64, "arch": arch, "init_weights": "test-init"}
-    )
-    model = T.build_training_model(cfg, initialise=True)
+    cfg = TrainConfig(model="lavt_one", img_size=64, arch=arch, init_weights="test-init")
+    model = build_training_model(cfg, initialise=True)
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
 

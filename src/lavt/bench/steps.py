@@ -1,9 +1,7 @@
 """The model, its inputs and the one-batch steps that ``infer`` and ``train`` time.
 
-:func:`make_train_step` is the seam for the trainer: it returns a closure doing
-one optimisation step on a fixed batch. It keeps its own implementation of the
-recipe's step (weighted cross-entropy, AdamW, a gradient scaler for float16)
-until the trainer's public one-step function is plugged in here, so that
+:func:`make_train_step` returns a closure doing one optimisation step on a
+fixed batch through the trainer's public :func:`lavt.train.train_step`, so
 ``lavt benchmark --mode train`` times exactly what ``lavt train`` runs.
 """
 
@@ -13,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lavt.bench.result import BenchSpec
@@ -65,30 +62,33 @@ def make_infer_step(runner: nn.Module, batch: Batch, spec: BenchSpec) -> Step:
 
 
 def make_train_step(model: LAVT, runner: nn.Module, batch: Batch, spec: BenchSpec) -> Step:
-    """One optimisation step on ``batch``: forward, loss, backward, optimizer step.
+    """One optimisation step on ``batch``: the trainer's own :func:`lavt.train.train_step`.
 
-    The seam for the trainer: replace the body with the trainer's public
-    one-step function (optimizer and loss built as ``lavt train`` builds them)
-    to time the real training step. ``model`` is the plain model (for its
-    parameters), ``runner`` what is called (the model or its compiled form).
+    Optimizer (AdamW over the recipe's groups, fused), loss (weighted
+    cross-entropy) and trainable parts (BERT layers 0-9) as ``lavt train``
+    builds them, so the benchmark times the real training step. ``model`` is the
+    plain model (for its parameters), ``runner`` what is called (the model or
+    its compiled form).
     """
+    from lavt.train import train_step
+    from lavt.train.losses import build_loss
+    from lavt.train.optim import DEFAULT_TEXT_TRAINABLE, build_optimizer, configure_text_trainable
+
     images, ids, mask = batch
     device, dtype = spec.device, spec.dtype
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    configure_text_trainable(model, DEFAULT_TEXT_TRAINABLE)
+    optimizer = build_optimizer(model, lr=1e-5, weight_decay=1e-2)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     target = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.long, device=device)
     target[:, : images.shape[-2] // 2] = 1  # (B*E, H, W): the top half is the object
-    class_weight = torch.tensor([0.9, 1.1], device=device)  # the recipe's weighted cross-entropy
+    micro_batches = [{"image": images, "target": target, "input_ids": ids, "attention_mask": mask}]
+    loss_fn = build_loss("ce")
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            logits = runner(images, ids, mask)  # (B*E, 2, H, W)
-        loss = F.cross_entropy(logits.float(), target, weight=class_weight)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        train_step(
+            runner, micro_batches, optimizer, scaler, loss_fn,
+            device=device, amp_dtype=dtype, channels_last=spec.channels_last,
+        )  # fmt: skip
 
     return step
 

@@ -1,4 +1,4 @@
-"""Optimizer groups, frozen BERT parts and the LR schedule follow LAVT_SPEC section 6."""
+"""Optimizer groups, frozen BERT parts and the LR schedule follow the published recipe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from lavt.engine.optim import (
+from lavt.errors import InputError
+from lavt.modeling import build_model
+from lavt.modeling.config import TextEncoderConfig
+from lavt.train.optim import (
     build_optimizer,
     build_scheduler,
     configure_text_trainable,
@@ -14,9 +17,6 @@ from lavt.engine.optim import (
     param_groups,
     parse_text_trainable,
 )
-from lavt.errors import InputError
-from lavt.modeling import build_model
-from lavt.modeling.config import TextEncoderConfig
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_parse_text_trainable():
     assert parse_text_trainable("none", 3) == (False, [])
     assert parse_text_trainable("0-1,5", 12) == (False, [0, 1, 5])
     for bad in ("x", "3-1", "0-", "1;2"):
-        with pytest.raises(InputError, match="--text-trainable"):
+        with pytest.raises(InputError, match="text_trainable"):
             parse_text_trainable(bad, 12)
 
 

@@ -1,4 +1,4 @@
-"""Training losses (LAVT_SPEC section 6).
+"""Training losses: the published recipe's and its Dice variant (docs/training.md).
 
 - ``ce``: cross-entropy over the two classes with class weights (0.9, 1.1),
   PyTorch's weighted mean over pixels (sum of w_y * loss / sum of w_y), as the
@@ -77,5 +77,5 @@ def build_loss(name: str) -> LossFn:
         "ce+dice": ce_dice_loss,
     }
     if name not in table:
-        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {name!r}")
+        raise InputError(f"loss {name!r}: must be one of {', '.join(LOSSES)}", param="loss")
     return table[name]

@@ -1,4 +1,4 @@
-"""Optimizer, parameter groups and learning-rate schedule (LAVT_SPEC section 6).
+"""Optimizer, parameter groups and learning-rate schedule (docs/training.md).
 
 AdamW (betas 0.9, 0.999) over four groups, as the reference builds them:
 
@@ -7,7 +7,7 @@ AdamW (betas 0.9, 0.999) over four groups, as the reference builds them:
 2. ``backbone_decay``: the other backbone parameters;
 3. ``decoder``: the classifier (all of it decays, BatchNorm included);
 4. ``text_encoder``: the trainable part of the BERT, by default encoder layers
-   0-9 (``--text-trainable``); the embeddings and the other layers are frozen
+   0-9 (``text_trainable``); the embeddings and the other layers are frozen
    (``requires_grad=False``), so DDP never waits for their gradients.
 
 The learning rate follows ``lr * (1 - it / total) ** 0.9`` per iteration, with
@@ -33,7 +33,7 @@ DEFAULT_TEXT_TRAINABLE = "0-9"
 
 
 def parse_text_trainable(spec: str, num_layers: int) -> tuple[bool, list[int]]:
-    """``--text-trainable`` -> (embeddings trainable, trainable encoder layer indices).
+    """``text_trainable`` -> (embeddings trainable, trainable encoder layer indices).
 
     ``all``: embeddings and every layer; ``none``: nothing; ``A-B`` (inclusive),
     ``A,B,C`` or a mix (``0-3,7``): those encoder layers, embeddings frozen.
@@ -50,12 +50,15 @@ def parse_text_trainable(spec: str, num_layers: int) -> tuple[bool, list[int]]:
         found = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if found is None:
             raise InputError(
-                f"--text-trainable: expected all, none, A-B or a comma list of layers, got {spec!r}"
+                f"text_trainable {spec!r}: expected all, none, A-B or a comma list of layers",
+                param="text_trainable",
             )
         first = int(found.group(1))
         last = int(found.group(2)) if found.group(2) is not None else first
         if last < first:
-            raise InputError(f"--text-trainable: empty range {part.strip()!r}")
+            raise InputError(
+                f"text_trainable {spec!r}: empty range {part.strip()!r}", param="text_trainable"
+            )
         layers.update(range(first, last + 1))
     return False, sorted(i for i in layers if i < num_layers)
 

@@ -1,4 +1,4 @@
-"""Losses of LAVT_SPEC section 6 against hand-computed values."""
+"""Losses of the published recipe against hand-computed values."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from lavt.engine.losses import build_loss, ce_dice_loss, cross_entropy_loss, dice_loss
 from lavt.errors import InputError
+from lavt.train.losses import build_loss, ce_dice_loss, cross_entropy_loss, dice_loss
 
 
 def _two_pixels():
@@ -68,5 +68,5 @@ def test_combined_loss_and_dtype():
 def test_unknown_loss_is_refused():
     assert build_loss("ce") is cross_entropy_loss
     assert build_loss("dice") is dice_loss
-    with pytest.raises(InputError, match="--loss"):
+    with pytest.raises(InputError, match="loss '"):
         build_loss("focal")
