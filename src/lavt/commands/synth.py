@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="F",
-        help="with --generalized: share of the expressions that name no object (default 0.2)",
+        help="with --generalized: share of the expressions that name no object (default: 0.2)",
     )
     parser.set_defaults(
         _flags={
