@@ -113,6 +113,17 @@ def test_head_rule_and_its_probability(setup, tmp_path):
     assert json.loads((area / "metrics.json").read_text())["val"]["no_target_rule"] == "area"
 
 
+def test_original_resolution_keeps_the_decisions(setup, tmp_path):
+    """The decision is made at the model's size; only the masks change resolution."""
+    model, original = tmp_path / "m", tmp_path / "o"
+    assert main(_args(setup, model, "--area-threshold", "5")) == 0
+    assert main(_args(setup, original, "--area-threshold", "5", "--resolution", "original")) == 0
+    for split in ("val", "testA"):
+        first, second = _records(model, split), _records(original, split)
+        assert [r["pred_no_target"] for r in first] == [r["pred_no_target"] for r in second]
+        assert all(r["IoU"] == 1.0 for r in second if r["no_target"] and r["pred_no_target"])
+
+
 def test_head_rule_needs_a_head(setup, tmp_path, capsys):
     assert main(_args(setup, tmp_path / "x", "--no-target-rule", "head")) == 2
     err = capsys.readouterr().err
