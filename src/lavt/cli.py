@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol)",
     ),
     "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
+    "serve": ("lavt.commands.serve", "HTTP API with dynamic batching and a web page"),
     "train": ("lavt.commands.train", "train LAVT (the published recipe)"),
     "benchmark": (
         "lavt.commands.benchmark",
@@ -66,11 +67,29 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at each record.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was made with, which
+    breaks when the CLI runs in-process more than once (tests, notebooks) and the
+    caller swaps ``sys.stderr`` in between.
+    """
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr (the trainer adds a file handler of its own)."""
-    if log.handlers:
+    if any(isinstance(h, _CurrentStderrHandler) for h in log.handlers):
+        log.setLevel(logging.DEBUG if verbose else logging.INFO)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)

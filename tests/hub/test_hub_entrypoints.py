@@ -92,7 +92,8 @@ def test_predict_command_takes_a_registered_name(served, tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert (out / "photo_0_mask.png").exists()
+    masks = list(out.glob("photo-*_mask.png"))
+    assert len(masks) == 1, sorted(p.name for p in out.iterdir())
     assert served.hits_for("/files/default.safetensors") == [None]
 
 

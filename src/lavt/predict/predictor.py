@@ -60,8 +60,12 @@ class Prediction:
     mask: np.ndarray  # (H, W) bool
     mean_foreground_probability: float  # mean probability over the mask's pixels (0 if empty)
     probability: np.ndarray | None = None  # (H, W) float32, only when asked for
-    found: bool = True  # False: the expression names no object here (the mask is empty)
+    found: bool | None = None  # False: the expression names no object (the mask is empty)
     no_target_probability: float | None = None  # from the no-target head; None without one
+
+    def __post_init__(self) -> None:
+        if self.found is None:  # built without a decision: the area rule with tau = 0
+            self.found = bool(self.mask.any())
 
     @property
     def foreground_fraction(self) -> float:

@@ -54,7 +54,7 @@ def resolve_model_config(cfg: TrainConfig):
         if clash:
             raise InputError(f"arch: set {clash} with the top-level keys, not inside arch")
         if vocab_spec == "synthetic":
-            from lavt.data.synthetic import synthetic_vocabulary
+            from lavt.tokenizer import synthetic_vocabulary
 
             vocab = list(synthetic_vocabulary())
         elif vocab_spec == "synthetic_generalized":

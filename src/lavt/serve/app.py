@@ -1,0 +1,172 @@
+"""The FastAPI app: ``POST /v1/segment``, ``/healthz``, ``/v1/model``, ``/metrics``, the page.
+
+Request flow: the body streams through :class:`BodyLimitMiddleware`; the
+image is decoded and tokenized in a worker thread; the request joins the
+:class:`DynamicBatcher` queue; its logits come back and are turned into masks
+(again in a worker thread). The whole request runs under a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from importlib import resources
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lavt.serve.adapter import ModelAdapter, PreparedImage
+from lavt.serve.batcher import DynamicBatcher, QueueFull
+from lavt.serve.config import ServeConfig
+from lavt.serve.encode import encode_prediction
+from lavt.serve.errors import ApiError, error_response
+from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
+from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
+from lavt.serve.metrics import Metrics
+
+log = logging.getLogger("lavt")
+
+
+def static_dir() -> str:
+    return str(resources.files("lavt.serve") / "static")
+
+
+def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> FastAPI:
+    """The app serving ``adapter``'s model under ``config``'s limits."""
+    config = config or ServeConfig()
+    metrics = Metrics()
+    batcher = DynamicBatcher(
+        adapter,
+        max_batch=config.max_batch,
+        max_wait_s=config.max_wait_ms / 1000.0,
+        max_queue=config.max_queue,
+        on_batch=metrics.batch_size.observe,
+        on_queue=metrics.queue_length.set,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # load_image's bomb check compares against PIL's limit: make it ours (this process).
+        Image.MAX_IMAGE_PIXELS = config.max_pixels
+        # decoding and mask encoding are short: a few threads suffice, and fewer
+        # threads mean fewer malloc arenas and less GIL contention with the model thread
+        to_thread.current_default_thread_limiter().total_tokens = config.worker_threads
+        batcher.start()
+        try:
+            yield
+        finally:
+            batcher.stop()
+
+    app = FastAPI(title="lavt", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError):
+        return error_response(err.status, err.message, err.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException):
+        return error_response(err.status_code, str(err.detail), getattr(err, "headers", None))
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model_info() -> dict:
+        limits = {
+            "max_batch": config.max_batch,
+            "max_wait_ms": config.max_wait_ms,
+            "max_queue": config.max_queue,
+            "max_upload_mb": config.max_upload_mb,
+            "max_pixels": config.max_pixels,
+            "max_expressions": config.max_expressions,
+            "max_text_chars": config.max_text_chars,
+            "request_timeout_s": config.request_timeout_s,
+        }
+        return {**adapter.describe(), "limits": limits}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/segment")
+    async def segment(request: Request) -> JSONResponse:
+        start = time.monotonic()
+        deadline = start + config.request_timeout_s
+        try:
+            response = await asyncio.wait_for(
+                _segment(request, deadline), timeout=config.request_timeout_s
+            )
+        except ApiError as err:
+            response = error_response(err.status, err.message, err.headers)
+        except BodyTooLarge:  # BodyLimitMiddleware has answered 413 already
+            raise
+        except asyncio.TimeoutError:
+            message = f"no answer within {config.request_timeout_s:g} s (request_timeout_s)"
+            response = error_response(504, message)
+        except Exception:  # a failed forward or decode: this request fails, the server stays
+            log.exception("POST /v1/segment failed")
+            response = error_response(500, "internal error while segmenting (see server log)")
+        metrics.requests.labels(status=str(response.status_code)).inc()
+        metrics.latency.observe(time.monotonic() - start)
+        return response
+
+    def _prepare(parsed: SegmentRequest) -> PreparedImage:
+        return adapter.prepare(decode_image(parsed.image, parsed.filename), parsed.texts)
+
+    async def _segment(request: Request, deadline: float) -> JSONResponse:
+        parsed: SegmentRequest = await read_segment_request(request, config)
+        prepared = await run_in_threadpool(_prepare, parsed)
+        try:
+            job = batcher.submit(prepared, deadline)
+        except QueueFull as err:
+            message = f"server busy: {err}; retry later"
+            raise ApiError(503, message, headers={"Retry-After": "1"}) from None
+        try:
+            logits = await asyncio.wrap_future(job.future)  # (E, 2, S, S)
+        except asyncio.CancelledError:
+            batcher.cancel(job)
+            raise
+        predictions = await run_in_threadpool(
+            adapter.postprocess, logits, prepared.texts, prepared.height, prepared.width
+        )
+        results = [encode_prediction(p, return_png=parsed.return_png) for p in predictions]
+        return JSONResponse(
+            {
+                "width": prepared.width,
+                "height": prepared.height,
+                "model": adapter.name,
+                "results": results,
+            }
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(f"{static_dir()}/index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.max_upload_bytes,
+        on_refuse=metrics.requests.labels(status="413").inc,
+    )
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    return app
