@@ -20,7 +20,7 @@ from lavt.data.synthetic import (
     synthetic_vocabulary,
 )
 from lavt.data.synthetic.expressions import SHAPE_WORDS
-from lavt.data.synthetic.generalized import PLURAL_WORDS
+from lavt.data.synthetic.generalized import EXTRA_WORDS, PLURAL_WORDS
 from lavt.data.synthetic.scenes import _sample_scene
 from lavt.errors import InputError
 
@@ -122,6 +122,8 @@ def test_vocabulary_extends_the_classic_one(gres_root):
     vocab = generalized_vocabulary()
     classic = synthetic_vocabulary()
     assert vocab[: len(classic)] == classic and len(set(vocab)) == len(vocab)
+    generator_words = set(EXTRA_WORDS) | {w for ws in PLURAL_WORDS.values() for w in ws}
+    assert generator_words <= set(vocab)
     tok = BertWordPieceTokenizer({t: i for i, t in enumerate(vocab)}, lowercase=True)
     unk = vocab.index("[UNK]")
     for ref in json.loads((gres_root / "grefcoco" / "grefs(unc).json").read_text()):

@@ -58,9 +58,9 @@ def resolve_model_config(cfg: TrainConfig):
 
             vocab = list(synthetic_vocabulary())
         elif vocab_spec == "synthetic_generalized":
-            from lavt.data.synthetic import generalized_vocabulary
+            from lavt.tokenizer import generalized_synthetic_vocabulary
 
-            vocab = generalized_vocabulary()
+            vocab = generalized_synthetic_vocabulary()
         elif vocab_spec not in (None, "bert"):
             path = Path(str(vocab_spec))
             if not path.is_file():
