@@ -35,6 +35,19 @@ def synthetic_vocabulary() -> list[str]:
     return text.splitlines()
 
 
+#: words ``lavt synth --generalized`` adds (plurals, quantifiers); its tests check coverage.
+GENERALIZED_WORDS = (
+    "all both boxes circles crosses diamonds discs objects ones shapes squares stars things "
+    "three triangles two"
+)
+
+
+def generalized_synthetic_vocabulary() -> list[str]:
+    """:func:`synthetic_vocabulary` with the generalized words appended (classic ids unchanged)."""
+    base = synthetic_vocabulary()
+    return base + sorted(set(GENERALIZED_WORDS.split()) - set(base))
+
+
 @lru_cache(maxsize=8)
 def _load_wordpiece(vocab: str | tuple[str, ...]):
     from tokenizers import BertWordPieceTokenizer

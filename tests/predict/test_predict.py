@@ -54,8 +54,20 @@ def test_predict_end_to_end(checkpoint, tmp_path, capsys):
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 4
     assert {tuple(sorted(line)) for line in lines} == {
-        ("foreground_fraction", "image", "mask", "mean_foreground_probability", "overlay", "text")
+        (
+            "foreground_fraction",
+            "found",
+            "image",
+            "mask",
+            "mean_foreground_probability",
+            "no_target_probability",
+            "overlay",
+            "text",
+        )
     }
+    for line in lines:  # the bundled model has no head: the area rule decides
+        assert line["no_target_probability"] is None
+        assert line["found"] == (line["foreground_fraction"] > 0)
     sizes = {str(first): (90, 60), str(second): (40, 70)}
     for line in lines:
         with Image.open(line["mask"]) as mask, Image.open(line["overlay"]) as overlay:

@@ -1,4 +1,5 @@
-"""``lavt evaluate``: the published test protocol on RefCOCO/RefCOCO+/G-Ref layouts.
+"""``lavt evaluate``: the published test protocol on RefCOCO/RefCOCO+/G-Ref layouts,
+and the GRES metrics on gRefCOCO (``--dataset grefcoco``, docs/gres.md).
 
 Several GPUs (results identical to one process)::
 
@@ -27,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder holding <dataset>/ and images/ (the refer layout)",
     )
     parser.add_argument(
-        "--dataset", default="refcoco", help="refcoco, refcoco+ or refcocog (default: %(default)s)"
+        "--dataset",
+        default="refcoco",
+        help="refcoco, refcoco+, refcocog or grefcoco (GRES metrics) (default: %(default)s)",
     )
     parser.add_argument(
         "--splitBy",
@@ -119,6 +122,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give each object another object's expressions (language check)",
     )
+    parser.add_argument(
+        "--no-target-rule",
+        "--no_target_rule",
+        dest="no_target_rule",
+        choices=("auto", "head", "area"),
+        default="auto",
+        help="grefcoco: how 'no object' is decided: the model's no-target head, or a "
+        "predicted mask of at most --area-threshold pixels; auto: the head when the "
+        "model has one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--area-threshold",
+        "--area_threshold",
+        dest="area_threshold",
+        type=int,
+        default=0,
+        metavar="TAU",
+        help="grefcoco, area rule: 'no object' when the mask has at most TAU pixels at the "
+        "model's input size (default: %(default)s)",
+    )
     parser.set_defaults(_flags={"split_by": "--splitBy"})
 
 
@@ -145,8 +168,8 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lavt.data.refer import ReferIndex
-    from lavt.evaluation import EvalSettings, evaluate_splits, format_table
-    from lavt.evaluation.outputs import check_output_dir
+    from lavt.evaluation import EvalSettings, GresSettings, evaluate_splits
+    from lavt.evaluation.outputs import check_output_dir, format_results
     from lavt.export.runner import load_for_runtime
     from lavt.runtime import cleanup_distributed, init_distributed, parse_dtype
 
@@ -165,13 +188,14 @@ def run(args: argparse.Namespace) -> int:
         amp=parse_dtype(args.amp, param="amp"),
         save_worst=args.save_worst,
         swap_expressions=args.swap_expressions,
+        gres=GresSettings(args.no_target_rule, args.area_threshold),
     )
     info, device = init_distributed(args.device)
     try:
         model = load_for_runtime(args.checkpoint, runtime=args.runtime, device=device)
         results = evaluate_splits(model, index, split_refs, settings, device=device, dist=info)
         if info.is_main:
-            print(format_table(results))
+            print(format_results(results))
     finally:
         cleanup_distributed(info)
     return 0

@@ -45,6 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--no-target-rule",
+        "--no_target_rule",
+        dest="no_target_rule",
+        choices=("auto", "head", "area"),
+        default="auto",
+        help="how 'no object' is decided: the model's no-target head, or a mask of at most "
+        "--area-threshold pixels; auto: the head when the model has one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--area-threshold",
+        "--area_threshold",
+        dest="area_threshold",
+        type=int,
+        default=0,
+        metavar="TAU",
+        help="area rule: 'no object' when the mask has at most TAU pixels at the model's "
+        "input size (default: %(default)s)",
+    )
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
 
 
@@ -61,16 +80,25 @@ def run(args: argparse.Namespace) -> int:
         from lavt.errors import InputError
 
         raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
+    from lavt.modeling.no_target import check_rule
+
+    check_rule(args.no_target_rule, args.area_threshold)
     images = check_inputs(args.image)  # every header checked before the model loads
     check_output_dir(args.output)
     device = select_device(args.device)
     predictor = Predictor.from_checkpoint(
-        args.checkpoint, device=device, img_size=args.img_size, runtime=args.runtime
+        args.checkpoint,
+        device=device,
+        img_size=args.img_size,
+        no_target_rule=args.no_target_rule,
+        area_threshold=args.area_threshold,
+        runtime=args.runtime,
     )
 
     def report(line: dict) -> None:
         share = 100 * line["foreground_fraction"]
-        print(f"{line['image']} | {line['text']!r}: {share:.1f}% of the image -> {line['overlay']}")
+        found = f"{share:.1f}% of the image" if line["found"] else "no object found"
+        print(f"{line['image']} | {line['text']!r}: {found} -> {line['overlay']}")
 
     predict_to_folder(predictor, images, args.text, args.output, report=report)
     return 0

@@ -1,4 +1,5 @@
-"""``lavt synth``: write a synthetic dataset in the refer layout."""
+"""``lavt synth``: write a synthetic dataset in the refer layout, or with ``--generalized``
+in the gRefCOCO layout (expressions naming several objects or none; docs/gres.md)."""
 
 from __future__ import annotations
 
@@ -34,26 +35,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a dataset lavt synth wrote there before"
     )
+    parser.add_argument(
+        "--generalized",
+        action="store_true",
+        help="gRefCOCO layout (<output>/grefcoco/, images/train2014/) with multi-target and "
+        "no-target expressions; --dataset is then grefcoco",
+    )
+    parser.add_argument(
+        "--no-target-fraction",
+        "--no_target_fraction",
+        dest="no_target_fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="with --generalized: share of the expressions that name no object (default: 0.2)",
+    )
     parser.set_defaults(
-        _flags={"root": "--output", "num_images": "--images", "image_size": "--image-size"}
+        _flags={
+            "root": "--output",
+            "num_images": "--images",
+            "image_size": "--image-size",
+            "no_target_fraction": "--no-target-fraction",
+        }
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lavt.data.synthetic import generate_dataset
+    from lavt.data.synthetic import generate_dataset, generate_generalized_dataset
+    from lavt.errors import InputError
 
+    if args.no_target_fraction is not None and not args.generalized:
+        raise InputError("no_target_fraction: only with --generalized", param="no_target_fraction")
     with tqdm(total=args.images, desc="synth", unit="img", disable=None) as bar:
-        summary = generate_dataset(
-            args.output,
+        common = dict(
             num_images=args.images,
             seed=args.seed,
             image_size=tuple(args.image_size),
-            dataset=args.dataset,
             overwrite=args.overwrite,
             progress=lambda n: bar.update(n - bar.n),
         )
+        if args.generalized:
+            fraction = 0.2 if args.no_target_fraction is None else args.no_target_fraction
+            summary = generate_generalized_dataset(
+                args.output, no_target_fraction=fraction, **common
+            )
+        else:
+            summary = generate_dataset(args.output, dataset=args.dataset, **common)
     print(f"wrote {summary.images} images to {summary.root}")
     for split, refs in summary.refs_per_split.items():
         print(f"  {split}: {refs} objects, {summary.sentences_per_split[split]} expressions")

@@ -85,9 +85,10 @@ class ReferTrainDataset(Dataset):
         ids, mask = self.tokenizer([sentence.text])
         return {
             "image": image_to_tensor(image, self.img_size),
-            "target": mask_to_tensor(self.index.mask(ref.ann_id), self.img_size),
+            "target": mask_to_tensor(self.index.ref_mask(ref), self.img_size),
             "input_ids": ids[0],
             "attention_mask": mask[0],
+            "no_target": torch.tensor(ref.no_target),
         }
 
 
@@ -120,7 +121,7 @@ class ReferEvalDataset(Dataset):
         for ref in refs:
             sentences = ref.sentences
             if swap_expressions:
-                others = [r for r in index.refs_of_image(ref.image_id) if r.ann_id != ref.ann_id]
+                others = [r for r in index.refs_of_image(ref.image_id) if r.ann_ids != ref.ann_ids]
                 if not others:
                     continue
                 donor = others[ref.ref_id % len(others)]
@@ -135,7 +136,7 @@ class ReferEvalDataset(Dataset):
     def __getitem__(self, item: int) -> dict[str, Any]:
         ref, sentences = self.items[item]
         image = _load_image(self.index, ref.image_id)
-        mask = self.index.mask(ref.ann_id)
+        mask = self.index.ref_mask(ref)
         ids, attention = self.tokenizer([s.text for s in sentences])
         out = {
             "image": image_to_tensor(image, self.img_size),
@@ -144,6 +145,7 @@ class ReferEvalDataset(Dataset):
             "attention_mask": attention,  # (E, N)
             "ref_id": ref.ref_id,
             "image_id": ref.image_id,
+            "no_target": ref.no_target,
             "sent_ids": [s.sent_id for s in ref.sentences],
             "texts": [s.text for s in sentences],
         }
@@ -173,6 +175,10 @@ def collate_eval(batch: list[dict[str, Any]]) -> dict[str, Any]:
         "ref_ids": [b["ref_id"] for b, n in zip(batch, counts, strict=True) for _ in range(n)],
         "sent_ids": [s for b in batch for s in b["sent_ids"]],
         "texts": [t for b in batch for t in b["texts"]],
+        "no_target": torch.tensor(
+            [b["no_target"] for b, n in zip(batch, counts, strict=True) for _ in range(n)],
+            dtype=torch.bool,
+        ),  # (E,)
     }
     if "original_target" in batch[0]:
         out["original_targets"] = [b["original_target"] for b in batch]

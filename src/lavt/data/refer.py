@@ -35,7 +35,12 @@ from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
 
-DATASETS = {"refcoco": ("unc", "google"), "refcoco+": ("unc",), "refcocog": ("umd", "google")}
+DATASETS = {
+    "refcoco": ("unc", "google"),
+    "refcoco+": ("unc",),
+    "refcocog": ("umd", "google"),
+    "grefcoco": ("unc",),
+}
 REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
@@ -71,7 +76,12 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Ref:
-    """One referred object with its expressions."""
+    """One referred object (gRefCOCO: zero or more objects) with its expressions.
+
+    ``ann_ids`` are the annotations whose union is the ground truth: ``(ann_id,)``
+    for RefCOCO; for gRefCOCO the non-crowd targets, empty for a no-target ref
+    (whose ``ann_id`` is then -1).
+    """
 
     ref_id: int
     ann_id: int
@@ -79,6 +89,16 @@ class Ref:
     category_id: int
     split: str
     sentences: tuple[Sentence, ...]
+    ann_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.ann_ids and self.ann_id >= 0:
+            object.__setattr__(self, "ann_ids", (self.ann_id,))
+
+    @property
+    def no_target(self) -> bool:
+        """The expressions name no object (the ground truth is empty)."""
+        return not self.ann_ids
 
 
 def split_matches(query: str, ref_split: str) -> bool:
@@ -166,26 +186,50 @@ class ReferIndex:
                 param="split_by",
             )
         self.dataset, self.split_by = dataset, split_by
-        refs_path = self.root / dataset / f"refs({split_by}).p"
+        self.generalized = dataset == "grefcoco"
+        refs_path = self._refs_path()
         instances_path = self.root / dataset / "instances.json"
         _require_file(refs_path, "refs file")
         _require_file(instances_path, "instances file")
-        self.refs = _parse_refs(safe_unpickle(refs_path), refs_path)
-        self.images, self.annotations = _load_instances(instances_path)
-        self.image_dir = self.root / "images" / "mscoco" / "images" / "train2014"
+        if self.generalized:
+            from lavt.data.grefcoco import load_grefs, parse_grefs
+
+            self.images, self.annotations = _load_instances(instances_path)
+            self.refs = parse_grefs(load_grefs(refs_path), refs_path, self.annotations)
+        else:
+            self.refs = _parse_refs(safe_unpickle(refs_path), refs_path)
+            self.images, self.annotations = _load_instances(instances_path)
+        self.image_dir = self._image_dir()
         self._check_links(refs_path, instances_path)
         self._check_records(instances_path)
         self._refs_of_image: dict[int, list[Ref]] = {}
         for ref in self.refs:
             self._refs_of_image.setdefault(ref.image_id, []).append(ref)
 
+    def _refs_path(self) -> Path:
+        if self.generalized:
+            from lavt.data.grefcoco import grefs_path
+
+            return grefs_path(self.root / self.dataset, self.split_by)
+        return self.root / self.dataset / f"refs({self.split_by}).p"
+
+    def _image_dir(self) -> Path:
+        """RefCOCO: ``images/mscoco/images/train2014``; gRefCOCO: ``images/train2014``
+        (the GRES layout), or the RefCOCO folder when only that one exists."""
+        refer_dir = self.root / "images" / "mscoco" / "images" / "train2014"
+        if not self.generalized:
+            return refer_dir
+        gres_dir = self.root / "images" / "train2014"
+        return refer_dir if not gres_dir.is_dir() and refer_dir.is_dir() else gres_dir
+
     def _check_links(self, refs_path: Path, instances_path: Path) -> None:
         for ref in self.refs:
-            if ref.ann_id not in self.annotations:
-                raise InputError(
-                    f"{refs_path}: ref {ref.ref_id} points to annotation {ref.ann_id}, "
-                    f"which {instances_path.name} lacks"
-                )
+            for ann_id in ref.ann_ids:
+                if ann_id not in self.annotations:
+                    raise InputError(
+                        f"{refs_path}: ref {ref.ref_id} points to annotation {ann_id}, "
+                        f"which {instances_path.name} lacks"
+                    )
             if ref.image_id not in self.images:
                 raise InputError(
                     f"{refs_path}: ref {ref.ref_id} points to image {ref.image_id}, "
@@ -198,7 +242,7 @@ class ReferIndex:
             problem = _image_problem(self.images[image_id])
             if problem:
                 raise InputError(f"{instances_path}: image {image_id}: {problem}")
-        for ann_id in {ref.ann_id for ref in self.refs}:
+        for ann_id in {a for ref in self.refs for a in ref.ann_ids}:
             ann = self.annotations[ann_id]
             image = self.images.get(_as_int(ann["image_id"]))
             if image is None:
@@ -247,6 +291,15 @@ class ReferIndex:
         log.warning("%s; skipping their refs", message)
         gone = {p.name for p in missing}
         return [r for r in refs if self.images[r.image_id]["file_name"] not in gone]
+
+    def ref_mask(self, ref: Ref) -> np.ndarray:
+        """(H, W) uint8 ground truth of ``ref``: the union of its targets' masks
+        (binarised, so overlapping objects stay 1); all zeros for a no-target ref."""
+        image = self.images[ref.image_id]
+        union = np.zeros((int(image["height"]), int(image["width"])), dtype=np.uint8)
+        for ann_id in ref.ann_ids:
+            union |= self.mask(ann_id) > 0
+        return union
 
     def mask(self, ann_id: int) -> np.ndarray:
         """(H, W) uint8 mask at the image's size: the union of all parts."""

@@ -10,16 +10,26 @@
 """
 
 from lavt.evaluation.driver import EvalSettings, evaluate_splits, run_evaluation
-from lavt.evaluation.loop import EvalResult, ShardSampler, evaluate, make_eval_loader
+from lavt.evaluation.gres_metrics import GresMetrics, format_gres_table
+from lavt.evaluation.loop import (
+    EvalResult,
+    GresSettings,
+    ShardSampler,
+    evaluate,
+    make_eval_loader,
+)
 from lavt.evaluation.metrics import SegmentationMetrics, format_table, intersection_union
 
 __all__ = [
     "EvalResult",
     "EvalSettings",
+    "GresMetrics",
+    "GresSettings",
     "SegmentationMetrics",
     "ShardSampler",
     "evaluate",
     "evaluate_splits",
+    "format_gres_table",
     "format_table",
     "intersection_union",
     "make_eval_loader",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from lavt.data.dataset import ReferEvalDataset
 from lavt.data.refer import Ref, ReferIndex
-from lavt.evaluation.loop import EvalResult, evaluate, make_eval_loader
+from lavt.evaluation.loop import EvalResult, GresSettings, evaluate, make_eval_loader
 from lavt.evaluation.outputs import write_split, write_summary
 from lavt.evaluation.worst import clear_worst, save_worst
 from lavt.runtime import DistInfo
@@ -45,8 +45,12 @@ def run_evaluation(
     resolution: str = "model",
     keep_records: bool = True,
     progress: bool = False,
+    gres: GresSettings | None = None,
 ) -> EvalResult:
-    """Evaluate ``model`` on every expression of ``dataset`` (this process's shard, merged)."""
+    """Evaluate ``model`` on every expression of ``dataset`` (this process's shard, merged).
+
+    ``gres``: the GRES metrics (gRefCOCO) with this no-target decision rule.
+    """
     dist = dist or DistInfo()
     loader = make_eval_loader(
         dataset,
@@ -64,6 +68,7 @@ def run_evaluation(
         resolution=resolution,
         keep_records=keep_records,
         progress=progress,
+        gres=gres,
     )
 
 
@@ -79,6 +84,7 @@ class EvalSettings:
     amp: torch.dtype | None = None
     save_worst: int = 0
     swap_expressions: bool = False
+    gres: GresSettings = field(default_factory=GresSettings)  # used on gRefCOCO
 
 
 def evaluate_splits(
@@ -115,6 +121,7 @@ def evaluate_splits(
             amp=settings.amp,
             resolution=settings.resolution,
             progress=dist.is_main,
+            gres=settings.gres if index.generalized else None,
         )
         results[split] = result.summary()
         if dist.is_main:

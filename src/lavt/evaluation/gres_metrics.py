@@ -109,6 +109,11 @@ class GresMetrics:
             setattr(self, f.name, getattr(merged, f.name))
         return iou
 
+    @property
+    def num_expressions(self) -> int:
+        """The number of samples (sentences), as for the classic metrics."""
+        return self.num_samples
+
     def _to_list(self) -> list[int]:
         return [getattr(self, f.name) for f in fields(self) if f.name != "hits"] + self.hits
 

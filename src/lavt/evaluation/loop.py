@@ -4,6 +4,11 @@ Each process evaluates a disjoint shard of the objects (:class:`ShardSampler`:
 no padding, so nothing is counted twice); the integer sums of
 :class:`~lavt.evaluation.metrics.SegmentationMetrics` are then all-reduced and
 the per-expression records gathered, so one process and N give the same result.
+
+On gRefCOCO (``gres`` set) the same loop fills
+:class:`~lavt.evaluation.gres_metrics.GresMetrics` instead: each expression also
+gets ``pred_nt`` from the model's no-target head or from the mask-area rule
+(:mod:`lavt.modeling.no_target`), and its ground-truth flag from the data.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from torch.utils.data import DataLoader, Sampler
 
 from lavt.data.dataset import ReferEvalDataset, collate_eval
 from lavt.data.workers import clean_worker_errors
+from lavt.evaluation.gres_metrics import GresMetrics
 from lavt.evaluation.metrics import SegmentationMetrics, intersection_union
-from lavt.modeling.lavt import LAVT
+from lavt.modeling.lavt import LAVT, LAVTOutput
+from lavt.modeling.no_target import (
+    check_rule,
+    decide_no_target,
+    no_target_probability,
+    resolve_rule,
+)
 from lavt.runtime import all_reduce_sum, autocast
 
 RESOLUTIONS = ("model", "original")
@@ -39,18 +51,41 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
+@dataclass(frozen=True)
+class GresSettings:
+    """How a generalized (gRefCOCO) evaluation decides "no object".
+
+    ``rule``: ``auto`` (the head when the model has one, else the area rule),
+    ``head`` or ``area``; ``area_threshold``: tau of the area rule, in pixels at
+    the model's input size (``pred_nt = |P| <= tau``).
+    """
+
+    rule: str = "auto"
+    area_threshold: int = 0
+
+    def __post_init__(self) -> None:
+        check_rule(self.rule, self.area_threshold)
+
+
 @dataclass
 class EvalResult:
-    """Metrics over all processes; ``records``: one dict per expression (sorted when gathered)."""
+    """Metrics over all processes; ``records``: one dict per expression (sorted when gathered).
 
-    metrics: SegmentationMetrics
+    ``no_target_rule``: for a generalized evaluation, the rule used (``head`` or
+    ``area``) and its threshold, reported beside the metrics.
+    """
+
+    metrics: SegmentationMetrics | GresMetrics
     records: list[dict[str, Any]] = field(default_factory=list)
     num_objects: int = 0
+    no_target_rule: dict[str, Any] | None = None
 
-    def summary(self) -> dict[str, float | int]:
-        """Percentages plus ``num_expressions`` and ``num_objects``."""
-        out: dict[str, float | int] = dict(self.metrics.summary())
+    def summary(self) -> dict[str, Any]:
+        """Percentages plus ``num_expressions`` and ``num_objects`` (and the no-target rule)."""
+        out: dict[str, Any] = dict(self.metrics.summary())
         out.update(num_expressions=self.metrics.num_expressions, num_objects=self.num_objects)
+        if self.no_target_rule is not None:
+            out.update(self.no_target_rule)
         return out
 
 
@@ -88,6 +123,20 @@ def forward_batch(
         return model(images[index], ids, attention).float()  # (E, 2, S, S)
 
 
+def forward_batch_no_target(
+    model: nn.Module, batch: dict[str, Any], device: torch.device, *, amp: torch.dtype | None
+) -> LAVTOutput:
+    """Like :func:`forward_batch`, with the no-target logits (E, 2) (None without a head)."""
+    images = batch["images"].to(device, non_blocking=True)  # (B, 3, S, S)
+    index = batch["image_index"].to(device, non_blocking=True)  # (E,)
+    ids = batch["input_ids"].to(device, non_blocking=True)  # (E, N)
+    attention = batch["attention_mask"].to(device, non_blocking=True)  # (E, N)
+    with autocast(device, amp):
+        out = model(images[index], ids, attention, return_no_target=True)
+    nt = out.no_target_logits
+    return LAVTOutput(out.logits.float(), None if nt is None else nt.float())
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -98,6 +147,7 @@ def evaluate(
     resolution: str = "model",
     keep_records: bool = True,
     progress: bool = False,
+    gres: GresSettings | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` over ``loader`` (this process's shard), merged across processes.
 
@@ -106,9 +156,12 @@ def evaluate(
     image's size (:meth:`LAVT.postprocess`) and compares with the full mask.
     Errors raised in loader workers surface as their own one-line message.
     Every process of a ``torchrun`` job must call it (the sums are all-reduced).
+    ``gres``: the GRES metrics (gRefCOCO) with this no-target decision.
     """
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
+    if gres is not None:
+        return _evaluate_gres(model, loader, device, amp, resolution, keep_records, progress, gres)
     was_training = model.training
     model.eval()
     metrics, records, objects = SegmentationMetrics(), [], 0
@@ -134,22 +187,83 @@ def evaluate(
     )
 
 
+def _batches(loader: DataLoader, progress: bool) -> Any:
+    if not progress:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=None)
+
+
+@torch.inference_mode()
+def _evaluate_gres(model, loader, device, amp, resolution, keep_records, progress, gres):
+    """:func:`evaluate` with :class:`GresMetrics` (see there for the arguments)."""
+    rule = resolve_rule(gres.rule, getattr(model, "no_target_head", None) is not None)
+    was_training = model.training
+    model.eval()
+    metrics, records, objects = GresMetrics(), [], 0
+    with clean_worker_errors():
+        for batch in _batches(loader, progress):
+            logits, nt_logits = forward_batch_no_target(model, batch, device, amp=amp)
+            pred_nt = decide_no_target(
+                logits, nt_logits, rule=rule, area_threshold=gres.area_threshold
+            )  # (E,)
+            gt_nt = batch["no_target"].to(device)  # (E,)
+            inters, unions, ious = [], [], []
+            for pred, target, rows in _mask_pairs(logits, batch, device, resolution):
+                inter, union = intersection_union(pred, target)
+                inters.append(inter)
+                unions.append(union)
+                ious.append(metrics.update(pred, target, pred_nt[rows], gt_nt[rows]))
+            objects += batch["images"].shape[0]
+            if keep_records:
+                inter, union, iou = torch.cat(inters), torch.cat(unions), torch.cat(ious)
+                prob = None if nt_logits is None else no_target_probability(nt_logits)
+                records += _gres_records(batch, inter, union, iou, pred_nt, prob)
+    model.train(was_training)
+    total_objects = all_reduce_sum(torch.tensor([objects], dtype=torch.int64, device=device))
+    return EvalResult(
+        metrics=metrics.all_reduce(device),
+        records=_gather(records) if keep_records else [],
+        num_objects=int(total_objects.item()),
+        no_target_rule={"no_target_rule": rule, "area_threshold": gres.area_threshold},
+    )
+
+
+def _mask_pairs(
+    logits: torch.Tensor, batch: dict[str, Any], device: torch.device, resolution: str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, slice]]:
+    """(pred, target, rows): bool (e, H, W) masks for the rows ``rows`` of the batch's
+    expressions; all rows at once at the model's size, one at a time at the original."""
+    index = batch["image_index"].to(device)  # (E,)
+    if resolution == "model":
+        targets = batch["targets"].to(device, non_blocking=True)[index]  # (E, S, S)
+        pred = LAVT.postprocess(logits, targets.shape[-2:]) > 0  # (E, S, S)
+        yield pred, targets, slice(0, logits.shape[0])
+        return
+    for e in range(logits.shape[0]):  # one at a time: full-resolution masks can be large
+        target = batch["original_targets"][int(batch["image_index"][e])].to(device)  # (H, W)
+        pred = LAVT.postprocess(logits[e : e + 1], tuple(target.shape)) > 0  # (1, H, W)
+        yield pred, target[None], slice(e, e + 1)
+
+
 def _compare(
     logits: torch.Tensor, batch: dict[str, Any], device: torch.device, resolution: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """I and U (E,) int64 of each expression's predicted mask against its object's."""
-    index = batch["image_index"].to(device)  # (E,)
-    if resolution == "model":
-        targets = batch["targets"].to(device, non_blocking=True)[index]  # (E, S, S)
-        return intersection_union(LAVT.postprocess(logits, targets.shape[-2:]) > 0, targets)
-    inters, unions = [], []
-    for e in range(logits.shape[0]):  # one at a time: full-resolution masks can be large
-        target = batch["original_targets"][int(batch["image_index"][e])].to(device)  # (H, W)
-        pred = LAVT.postprocess(logits[e : e + 1], tuple(target.shape)) > 0  # (1, H, W)
-        i, u = intersection_union(pred, target[None])
-        inters.append(i)
-        unions.append(u)
-    return torch.cat(inters), torch.cat(unions)
+    pairs = [intersection_union(p, t) for p, t, _ in _mask_pairs(logits, batch, device, resolution)]
+    return torch.cat([i for i, _ in pairs]), torch.cat([u for _, u in pairs])
+
+
+def _gres_records(batch, inter, union, iou, pred_nt, prob) -> list[dict[str, Any]]:
+    """Records plus the flags; I and U are the masks' own, IoU the GRES per-sample score."""
+    rows = _records(batch, inter, union, iou)
+    flags = zip(batch["no_target"].tolist(), pred_nt.tolist(), strict=True)
+    for k, (row, (gt_nt, nt)) in enumerate(zip(rows, flags, strict=True)):
+        row.update(no_target=bool(gt_nt), pred_no_target=bool(nt))
+        if prob is not None:
+            row["no_target_prob"] = round(float(prob[k]), 6)
+    return rows
 
 
 def _records(batch, inter, union, iou) -> list[dict[str, Any]]:

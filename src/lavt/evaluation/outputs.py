@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lavt.errors import InputError
+from lavt.evaluation.gres_metrics import format_gres_table
 from lavt.evaluation.loop import EvalResult
 from lavt.evaluation.metrics import format_table
 from lavt.runtime import atomic_write_text
@@ -34,15 +35,26 @@ def check_output_dir(path: str | os.PathLike, *, param: str = "output") -> Path:
 
 
 def write_split(output: Path, split: str, result: EvalResult) -> Path:
-    """``<output>/<split>.jsonl``: one line per expression (ref_id, sent_id, text, I, U, IoU)."""
+    """``<output>/<split>.jsonl``: one line per expression (ref_id, sent_id, text, I, U, IoU;
+    gRefCOCO adds no_target, pred_no_target and, with a head, no_target_prob)."""
     path = output / f"{split}.jsonl"
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in result.records))
     return path
 
 
+def format_results(results: dict[str, dict[str, Any]]) -> str:
+    """The classic table, or the GRES one when the rows hold GRES metrics (gRefCOCO)."""
+    if results and all("gIoU" in row for row in results.values()):
+        rules = {(r["no_target_rule"], r["area_threshold"]) for r in results.values()}
+        notes = [f"no-target rule: {rule}" + (f" (tau = {tau})" if rule == "area" else "")
+                 for rule, tau in sorted(rules)]  # fmt: skip
+        return format_gres_table(results) + "\n\n" + "; ".join(notes)
+    return format_table(results)
+
+
 def write_summary(output: Path, results: dict[str, dict[str, Any]]) -> str:
     """``metrics.md`` (the README's table) and ``metrics.json``; returns the table."""
-    table = format_table(results)
+    table = format_results(results)
     atomic_write_text(output / "metrics.md", table + "\n")
     atomic_write_text(output / "metrics.json", json.dumps(results, indent=2) + "\n")
     return table

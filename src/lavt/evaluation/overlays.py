@@ -148,9 +148,20 @@ def _with_legend(
 
 
 def render_prediction(
-    image: Image.Image, mask: np.ndarray, text: str, *, colour_index: int = 0, alpha: float = 0.45
+    image: Image.Image,
+    mask: np.ndarray,
+    text: str,
+    *,
+    colour_index: int = 0,
+    alpha: float = 0.45,
+    found: bool = True,
+    no_target_probability: float | None = None,
 ) -> Image.Image:
-    """One expression's overlay: ``mask`` (H, W) bool tinted and outlined, the text below."""
+    """One expression's overlay: ``mask`` (H, W) bool tinted and outlined, the text below.
+
+    ``found=False`` says "no object found" in the legend (generalized referring
+    segmentation); ``no_target_probability`` is shown when given.
+    """
     if mask.shape != (image.size[1], image.size[0]):
         raise ValueError(f"mask {mask.shape} does not match the image {image.size[::-1]}")
     rgb, (view,) = _view(image, [mask])
@@ -158,7 +169,10 @@ def render_prediction(
     _tint(rgb, view, colour, alpha)
     _outline(rgb, view, colour, _line_width(rgb))
     share = 100.0 * float(mask.mean())
-    return _with_legend(rgb, [(colour, f'"{text}"  ({share:.1f}% of the image)')])
+    note = f"{share:.1f}% of the image" if found else "no object found"
+    if no_target_probability is not None:
+        note += f", P(no object) {no_target_probability:.2f}"
+    return _with_legend(rgb, [(colour, f'"{text}"  ({note})')])
 
 
 def render_comparison(

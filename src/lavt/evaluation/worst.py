@@ -63,7 +63,7 @@ def save_worst(
         ref = dataset.items[position[record["ref_id"]]][0]
         picture = load_rgb(dataset.index.image_path(ref.image_id))
         pred = LAVT.postprocess(logits, picture.size[::-1])[0] > 0  # (H, W)
-        truth = dataset.index.mask(ref.ann_id).astype(bool)  # (H, W)
+        truth = dataset.index.ref_mask(ref).astype(bool)  # (H, W)
         overlay = render_comparison(
             picture, pred.cpu().numpy(), truth, item["texts"][e], iou=record["IoU"]
         )

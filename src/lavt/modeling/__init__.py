@@ -1,6 +1,14 @@
 """LAVT model: one file per box of the paper's diagram."""
 
 from lavt.modeling.config import PRESETS, LAVTConfig, TextEncoderConfig, preset_config
-from lavt.modeling.lavt import LAVT, build_model
+from lavt.modeling.lavt import LAVT, LAVTOutput, build_model
 
-__all__ = ["LAVT", "PRESETS", "LAVTConfig", "TextEncoderConfig", "build_model", "preset_config"]
+__all__ = [
+    "LAVT",
+    "PRESETS",
+    "LAVTConfig",
+    "LAVTOutput",
+    "TextEncoderConfig",
+    "build_model",
+    "preset_config",
+]

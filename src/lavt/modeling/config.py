@@ -61,6 +61,7 @@ class LAVTConfig:
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     img_size: int = 480  # preprocessing size the weights were trained at
     max_text_len: int = 20
+    no_target_head: bool = False  # GRES: 2-way "no object" classifier (docs/gres.md)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

@@ -33,10 +33,14 @@ class SimpleDecoder(nn.Module):
         x = F.relu(getattr(self, f"bn1_{level}")(getattr(self, f"conv1_{level}")(x)))
         return F.relu(getattr(self, f"bn2_{level}")(getattr(self, f"conv2_{level}")(x)))
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features: [(B, C_s, H_s, W_s) for s in 0..3] -> (B, 2, H_0, W_0)."""
+    def forward_features(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: [(B, C_s, H_s, W_s) for s in 0..3] -> (B, C_3 / 2, H_0, W_0),
+        the last feature map before the 1x1 classifier."""
         x0, x1, x2, x3 = features
         x = self._fuse(4, x3, x2)
         x = self._fuse(3, x, x1)
-        x = self._fuse(2, x, x0)
-        return self.conv1_1(x)
+        return self._fuse(2, x, x0)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: [(B, C_s, H_s, W_s) for s in 0..3] -> (B, 2, H_0, W_0)."""
+        return self.conv1_1(self.forward_features(features))

@@ -1,6 +1,14 @@
-"""LAVT: text encoder + multi-modal Swin + simple decoder (docs/model.md, "Overview")."""
+"""LAVT: text encoder + multi-modal Swin + simple decoder (docs/model.md, "Overview").
+
+With ``LAVTConfig.no_target_head`` the model also has a 2-way "no object"
+classifier for generalized referring segmentation (docs/gres.md). ``forward``
+still returns the mask logits alone; ``forward(..., return_no_target=True)``
+returns :class:`LAVTOutput` (``no_target_logits`` None for a model without head).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -9,8 +17,16 @@ from torch import nn
 from lavt.errors import ConfigError
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.decoder import SimpleDecoder
+from lavt.modeling.no_target import NoTargetHead
 from lavt.modeling.swin import MultiModalSwin
 from lavt.modeling.text import build_text_encoder, encode_text
+
+
+class LAVTOutput(NamedTuple):
+    """``logits`` (B, 2, H, W); ``no_target_logits`` (B, 2), class 1 = "no object", or None."""
+
+    logits: torch.Tensor
+    no_target_logits: torch.Tensor | None
 
 
 class LAVT(nn.Module):
@@ -29,6 +45,7 @@ class LAVT(nn.Module):
         text_encoder: nn.Module,
         classifier: nn.Module,
         vocab: list[str] | None = None,
+        no_target_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -36,6 +53,7 @@ class LAVT(nn.Module):
         self.classifier = classifier
         self.text_encoder = text_encoder
         self.vocab = vocab
+        self.no_target_head = no_target_head  # None: no state-dict keys, as before
 
     def forward_intermediates(
         self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -43,23 +61,40 @@ class LAVT(nn.Module):
         """Every intermediate the golden files record.
 
         Returns ``text_features`` (B, N, D), ``stages`` [(B, C_s, H_s, W_s)],
-        ``decoder`` (B, 2, H_1, W_1) and ``logits`` (B, 2, H, W).
+        ``decoder`` (B, 2, H_1, W_1) and ``logits`` (B, 2, H, W); with a
+        no-target head also ``no_target_logits`` (B, 2).
         """
         text = encode_text(self.text_encoder, input_ids, attention_mask)  # (B, N, D)
         lang = text.transpose(1, 2)  # (B, N, D) -> (B, D, N)
         lang_mask = attention_mask.unsqueeze(-1).to(lang.dtype)  # (B, N, 1)
         stages = self.backbone(image, lang, lang_mask)
-        decoded = self.classifier(stages)  # (B, 2, H_1, W_1)
+        features = self.classifier.forward_features(stages)  # (B, C, H_1, W_1)
+        decoded = self.classifier.conv1_1(features)  # (B, 2, H_1, W_1)
         logits = F.interpolate(
             decoded, size=image.shape[-2:], mode="bilinear", align_corners=True
         )  # (B, 2, H, W)
-        return {"text_features": text, "stages": stages, "decoder": decoded, "logits": logits}
+        out = {"text_features": text, "stages": stages, "decoder": decoded, "logits": logits}
+        if self.no_target_head is not None:
+            out["no_target_logits"] = self.no_target_head(features, text, attention_mask)
+        return out
 
     def forward(
-        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """image (B, 3, H, W) normalized; input_ids, attention_mask (B, N) -> (B, 2, H, W)."""
-        return self.forward_intermediates(image, input_ids, attention_mask)["logits"]
+        self,
+        image: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        return_no_target: bool = False,
+    ) -> torch.Tensor | LAVTOutput:
+        """image (B, 3, H, W) normalized; input_ids, attention_mask (B, N) -> (B, 2, H, W).
+
+        ``return_no_target=True``: :class:`LAVTOutput` (logits and the no-target
+        logits (B, 2), None when the model has no head).
+        """
+        out = self.forward_intermediates(image, input_ids, attention_mask)
+        if return_no_target:
+            return LAVTOutput(out["logits"], out.get("no_target_logits"))
+        return out["logits"]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)
@@ -100,4 +135,9 @@ def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
         text_encoder=build_text_encoder(config.text),
         classifier=SimpleDecoder(stage3_dim=config.stage_dim(3)),
         vocab=vocab,
+        no_target_head=(
+            NoTargetHead(visual_dim=config.stage_dim(3) // 2, text_dim=config.text.hidden_size)
+            if config.no_target_head
+            else None
+        ),
     )

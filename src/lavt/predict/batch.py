@@ -3,7 +3,8 @@
 Every image is checked (header, size, PNG checksums) before the model runs,
 then decoded one at a time. Per (image, expression) the folder gets a mask PNG
 at the image's size (0/255), an overlay PNG for people, and a line of
-``predictions.jsonl``. File names are stable and unique:
+``predictions.jsonl`` (with ``found``: whether the expression names an object,
+and the no-target probability when the model has a head). File names are stable and unique:
 ``<stem>-<hash of the image's resolved path>_<expression>-<hash of it>``, so
 two images called ``x.jpg`` in different folders never share a file, and
 running again adds to the folder: ``predictions.jsonl`` keeps the lines of
@@ -127,8 +128,17 @@ def _write_one(output: Path, path: Path, picture: Image.Image, result, k: int) -
     save_png_atomic(mask_png, mask_path, compress_level=3)
     del mask_png
     save_png_atomic(
-        render_prediction(picture, result.mask, result.text, colour_index=k), overlay_path
+        render_prediction(
+            picture,
+            result.mask,
+            result.text,
+            colour_index=k,
+            found=result.found,
+            no_target_probability=result.no_target_probability,
+        ),
+        overlay_path,
     )
+    nt_prob = result.no_target_probability
     return {
         "image": str(path),
         "text": result.text,
@@ -136,6 +146,8 @@ def _write_one(output: Path, path: Path, picture: Image.Image, result, k: int) -
         "overlay": str(overlay_path),
         "foreground_fraction": round(result.foreground_fraction, 6),
         "mean_foreground_probability": round(result.mean_foreground_probability, 6),
+        "found": result.found,
+        "no_target_probability": None if nt_prob is None else round(nt_prob, 6),
     }
 
 

@@ -13,6 +13,13 @@ chunk at a time, and each one's logits are brought back to the image's own size
 by :meth:`LAVT.postprocess`, one expression at a time, so memory does not grow
 with the number of expressions beyond the masks themselves (bool, H x W each).
 :meth:`Predictor.iter_predict` yields them one by one, keeping none.
+
+Each result also says whether an object was found at all (generalized referring
+segmentation, docs/gres.md): from the model's no-target head when it has one
+(``no_target_probability``), else from the mask-area rule (``found`` iff the
+mask has more than ``area_threshold`` pixels at the model's input size; with the
+default 0 that is "the mask is not empty", so classic models behave as before).
+When nothing is found the mask is empty.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ from lavt.data.transforms import image_to_tensor
 from lavt.errors import InputError, LavtError
 from lavt.imageio import load_image, to_rgb
 from lavt.modeling import LAVT
+from lavt.modeling.no_target import (
+    check_rule,
+    decide_no_target,
+    no_target_probability,
+    resolve_rule,
+)
 from lavt.predict.notices import notice_image, notice_tokens
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
@@ -47,6 +60,12 @@ class Prediction:
     mask: np.ndarray  # (H, W) bool
     mean_foreground_probability: float  # mean probability over the mask's pixels (0 if empty)
     probability: np.ndarray | None = None  # (H, W) float32, only when asked for
+    found: bool | None = None  # False: the expression names no object (the mask is empty)
+    no_target_probability: float | None = None  # from the no-target head; None without one
+
+    def __post_init__(self) -> None:
+        if self.found is None:  # built without a decision: the area rule with tau = 0
+            self.found = bool(self.mask.any())
 
     @property
     def foreground_fraction(self) -> float:
@@ -66,6 +85,10 @@ class Predictor:
         chunk_size: expressions per forward pass.
         bundled: the model is the bundled synthetic-shapes model (set by
             :meth:`from_checkpoint`); it then warns once on photograph-like images.
+        no_target_rule: how "no object" is decided: ``auto`` (the head when the
+            model has one, else the area rule), ``head`` or ``area``.
+        area_threshold: the area rule's tau: "no object" when the mask has at most
+            this many pixels at the model's input size.
     """
 
     def __init__(
@@ -77,6 +100,8 @@ class Predictor:
         amp: torch.dtype | None = None,
         chunk_size: int = 8,
         bundled: bool = False,
+        no_target_rule: str = "auto",
+        area_threshold: int = 0,
     ) -> None:
         self.device = select_device(device if device is not None else "auto")
         self.img_size = int(img_size or model.config.img_size)
@@ -84,6 +109,11 @@ class Predictor:
             raise InputError(f"img_size {self.img_size}: must be at least 16", param="img_size")
         if chunk_size < 1:
             raise InputError(f"chunk_size {chunk_size}: must be at least 1", param="chunk_size")
+        check_rule(no_target_rule, area_threshold)
+        self.no_target_rule = resolve_rule(
+            no_target_rule, getattr(model, "no_target_head", None) is not None
+        )
+        self.area_threshold = area_threshold
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer_for_model(model)
         self.amp = amp
@@ -158,22 +188,38 @@ class Predictor:
             with self._memory_errors(width, height):
                 batch = pixels.unsqueeze(0).expand(stop - start, -1, -1, -1)  # (c, 3, S, S)
                 with autocast(self.device, self.amp):
-                    logits = self.model(
+                    logits, nt_logits = self.model(
                         batch,
                         ids[start:stop].to(self.device),
                         attention[start:stop].to(self.device),
-                    )  # (c, 2, S, S)
+                        return_no_target=True,
+                    )  # (c, 2, S, S), (c, 2) or None
+                no_target = decide_no_target(
+                    logits.float(),
+                    nt_logits,
+                    rule=self.no_target_rule,
+                    area_threshold=self.area_threshold,
+                ).tolist()  # (c,)
+                nt_probs = (
+                    [None] * (stop - start)
+                    if nt_logits is None
+                    else no_target_probability(nt_logits).tolist()
+                )
             for row in range(stop - start):
                 with self._memory_errors(width, height):
-                    result = self._one(logits[row : row + 1], (height, width), probability)
-                yield Prediction(texts[start + row], *result)
+                    found = not no_target[row]
+                    result = self._one(logits[row : row + 1], (height, width), probability, found)
+                yield Prediction(texts[start + row], *result, found, nt_probs[row])
 
     def _one(
-        self, logits: torch.Tensor, size: tuple[int, int], probability: bool
+        self, logits: torch.Tensor, size: tuple[int, int], probability: bool, found: bool
     ) -> tuple[np.ndarray, float, np.ndarray | None]:
-        """(1, 2, S, S) logits -> mask (H, W) bool, mean foreground probability, probabilities."""
+        """(1, 2, S, S) logits -> mask (H, W) bool (empty unless ``found``), mean foreground
+        probability, probabilities."""
         foreground = LAVT.postprocess(logits, size)[0]  # (H, W) log-odds
         mask = foreground > 0
+        if not found:
+            mask = torch.zeros_like(mask)
         score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
         probs = foreground.sigmoid_().cpu().numpy() if probability else None
         return mask.cpu().numpy(), score, probs

@@ -57,7 +57,9 @@ class TrainConfig:
 
     # data
     dataset: str = opt(
-        "refcoco", "refcoco, refcoco+, refcocog (or a synth root's name)", group="data"
+        "refcoco",
+        "refcoco, refcoco+, refcocog, grefcoco (or a synth root's name)",
+        group="data",
     )
     splitBy: str = opt(
         "unc", "annotation partition: unc, umd or google", group="data", flag="--splitBy"
@@ -97,6 +99,15 @@ class TrainConfig:
         "trained BERT parts: all, none or encoder layers A-B (embeddings frozen)",
         group="model",
         metavar="all|none|A-B",
+    )
+    no_target_head: bool | None = opt(
+        None,
+        "GRES no-target classifier (docs/gres.md)",
+        group="model",
+        shown="true for grefcoco",
+    )
+    no_target_loss_weight: float = opt(
+        0.1, "weight of the no-target cross-entropy", group="optimisation", check="non_negative"
     )
     init_weights: str | None = opt(
         None, "fine-tune: start from a LAVT checkpoint's weights", group="model", metavar="PATH"

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from lavt.data.workers import clean_worker_errors
 from lavt.errors import LavtError
-from lavt.runtime import DistInfo, all_reduce_sum, autocast
+from lavt.runtime import DistInfo, all_reduce_sum, autocast, unwrap_model
+from lavt.train.losses import NO_TARGET_WEIGHT, no_target_loss
 from lavt.train.resume import TrainState
 from lavt.train.runlog import MetricsLog, log_train_record
 
@@ -159,15 +160,18 @@ def train_step(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     guard: BufferGuard | None = None,
+    no_target_weight: float = NO_TARGET_WEIGHT,
 ) -> StepResult:
     """One optimizer step: forward and backward over each micro-batch, then the update.
 
     Gradients of the ``len(micro_batches)`` batches are accumulated (a DDP
     ``model`` all-reduces them once, after the last); ``found`` is 1.0 when any
     loss was not finite on any process, and then the update is skipped (and
-    ``guard`` restores the BatchNorm statistics).
+    ``guard`` restores the BatchNorm statistics). A model with a no-target head
+    adds ``no_target_weight`` times its cross-entropy against ``batch["no_target"]``.
     """
     accum = len(micro_batches)
+    head = getattr(unwrap_model(model), "no_target_head", None) is not None
     found = torch.zeros((), device=device)
     loss_sum = torch.zeros((), device=device)
     loss_count = torch.zeros((), device=device)
@@ -185,8 +189,16 @@ def train_step(
         )
         with sync:
             with autocast(device, amp_dtype):
-                logits = model(image, input_ids, attention_mask)  # (B, 2, H, W)
+                if head:
+                    logits, nt_logits = model(
+                        image, input_ids, attention_mask, return_no_target=True
+                    )  # (B, 2, H, W), (B, 2)
+                else:
+                    logits = model(image, input_ids, attention_mask)  # (B, 2, H, W)
             loss = loss_fn(logits, target)
+            if head:
+                no_target = batch["no_target"].to(device, non_blocking=device.type == "cuda")
+                loss = loss + no_target_weight * no_target_loss(nt_logits, no_target)
             scaler.scale(loss / accum).backward()
         loss = loss.detach()
         finite = torch.isfinite(loss)
@@ -240,6 +252,7 @@ def train_one_epoch(
     log_every: int,
     max_steps: int = 0,
     progress: bool = True,
+    no_target_weight: float = NO_TARGET_WEIGHT,
 ) -> EpochStats:
     """Train ``state.epoch`` from ``state.batch_in_epoch`` to its end, or ``max_steps`` steps.
 
@@ -281,6 +294,7 @@ def train_one_epoch(
                 amp_dtype=amp_dtype,
                 channels_last=channels_last,
                 guard=guard,
+                no_target_weight=no_target_weight,
             )
             lr = scheduler.get_last_lr()[0]
             scheduler.step()

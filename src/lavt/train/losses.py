@@ -8,6 +8,12 @@
   the one-hot target, averaged over the batch and the two classes;
 - ``ce+dice``: their sum.
 
+A model with a no-target head (GRES, docs/gres.md) adds
+:func:`no_target_loss`: cross-entropy of its 2 logits against "names no
+object", weighted :data:`NO_TARGET_WEIGHT` (0.1, ReLA's weight for its
+no-target loss), beside the mask loss; a no-target sample's mask target is all
+background.
+
 Losses are computed in float32 whatever the autocast dtype of the logits.
 """
 
@@ -23,6 +29,7 @@ from lavt.errors import InputError
 CLASS_WEIGHTS = (0.9, 1.1)
 DICE_EPS = 1e-6
 LOSSES = ("ce", "dice", "ce+dice")
+NO_TARGET_WEIGHT = 0.1
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,6 +74,11 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS)
 def ce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Weighted cross-entropy plus Dice: (B, 2, H, W), (B, H, W) -> float32 scalar."""
     return cross_entropy_loss(logits, target) + dice_loss(logits, target)
+
+
+def no_target_loss(no_target_logits: torch.Tensor, no_target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the no-target head: logits (B, 2), no_target (B,) bool -> float32 scalar."""
+    return F.cross_entropy(no_target_logits.float(), no_target.long())
 
 
 def build_loss(name: str) -> LossFn:

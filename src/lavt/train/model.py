@@ -20,8 +20,9 @@ def resolve_model_config(cfg: TrainConfig):
     ``arch`` instead gives the architecture directly: any ``LAVTConfig`` field
     (``embed_dim``, ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``,
     ``pwam_heads``), ``text`` (``TextEncoderConfig`` fields) and ``vocab``:
-    ``synthetic`` (the synthetic dataset's word list), ``bert`` (default) or a
-    vocabulary file, one token a line.
+    ``synthetic`` (the synthetic dataset's word list), ``synthetic_generalized``
+    (that list plus the words of ``lavt synth --generalized``), ``bert``
+    (default) or a vocabulary file, one token a line.
     """
     from lavt.checkpoint import parse_mha
     from lavt.modeling.config import LAVTConfig, TextEncoderConfig, preset_config
@@ -32,6 +33,9 @@ def resolve_model_config(cfg: TrainConfig):
         "img_size": cfg.img_size,
         "drop_path_rate": cfg.drop_path,
         "fusion_drop": cfg.fusion_drop,
+        "no_target_head": (
+            cfg.dataset == "grefcoco" if cfg.no_target_head is None else cfg.no_target_head
+        ),
     }
     if cfg.mha:
         common["pwam_heads"] = parse_mha(cfg.mha)
@@ -53,6 +57,10 @@ def resolve_model_config(cfg: TrainConfig):
             from lavt.tokenizer import synthetic_vocabulary
 
             vocab = list(synthetic_vocabulary())
+        elif vocab_spec == "synthetic_generalized":
+            from lavt.tokenizer import generalized_synthetic_vocabulary
+
+            vocab = generalized_synthetic_vocabulary()
         elif vocab_spec not in (None, "bert"):
             path = Path(str(vocab_spec))
             if not path.is_file():

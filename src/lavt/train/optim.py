@@ -93,7 +93,7 @@ def param_groups(model: nn.Module, *, weight_decay: float) -> list[dict[str, Any
             continue
         if name.startswith("backbone."):
             groups["backbone_no_decay" if is_no_decay(name) else "backbone_decay"].append(param)
-        elif name.startswith("classifier."):
+        elif name.startswith(("classifier.", "no_target_head.")):  # heads: the decoder group
             groups["decoder"].append(param)
         elif name.startswith("text_encoder."):
             groups["text_encoder"].append(param)

@@ -125,6 +125,17 @@ def log_train_record(record: dict[str, Any]) -> None:
 
 
 def log_val_record(record: dict[str, Any]) -> None:
+    if "gIoU" in record:  # gRefCOCO: the GRES metrics (docs/gres.md)
+        log.info(
+            "epoch %d validation (%d expressions): cIoU %.2f, gIoU %.2f, N-acc %.2f, T-acc %.2f",
+            record["epoch"],
+            record["num_expressions"],
+            record["cIoU"],
+            record["gIoU"],
+            record["N-acc"],
+            record["T-acc"],
+        )
+        return
     log.info(
         "epoch %d validation (%d expressions): overall IoU %.2f, mean IoU %.2f, P@0.5 %.2f",
         record["epoch"],
@@ -160,7 +171,10 @@ def plot_curves(metrics_path: Path, out_path: Path) -> bool:
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("training loss")
     ax_loss.grid(alpha=0.3)
-    for key, label in (("overall_iou", "overall IoU"), ("mean_iou", "mean IoU")):
+    curves = (("overall_iou", "overall IoU"), ("mean_iou", "mean IoU"))
+    if val and "gIoU" in val[0]:  # gRefCOCO
+        curves = (("cIoU", "cIoU"), ("gIoU", "gIoU"), ("N-acc", "N-acc"))
+    for key, label in curves:
         epochs = [r["epoch"] + 1 for r in val]
         ax_val.plot(epochs, [r[key] for r in val], marker="o", label=label)
     ax_val.set_xlabel("epochs completed")

@@ -94,6 +94,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             amp_dtype=amp_dtype, channels_last=cfg.channels_last, dist=info, metrics=metrics,
             tracker=NonFiniteTracker(device, cfg.max_nonfinite), guard=BufferGuard(model),
             log_every=cfg.log_every, max_steps=cfg.checkpoint_every, progress=cfg.progress,
+            no_target_weight=cfg.no_target_loss_weight,
         )  # fmt: skip
         log_plan(cfg, info, data.steps_per_epoch, run_dir)
         started, last_val = time.perf_counter(), None
@@ -267,7 +268,7 @@ def build_validator(cfg: TrainConfig, index, tokenizer, info: DistInfo, device):
     BatchNorm statistics differ).
     """
     from lavt.data.dataset import ReferEvalDataset
-    from lavt.evaluation import run_evaluation
+    from lavt.evaluation import GresSettings, run_evaluation
 
     refs = index.check_images(index.split(cfg.val_split), skip_missing=cfg.skip_missing)
     dataset = ReferEvalDataset(index, refs, tokenizer=tokenizer, img_size=cfg.img_size)
@@ -280,9 +281,14 @@ def build_validator(cfg: TrainConfig, index, tokenizer, info: DistInfo, device):
         result = run_evaluation(
             plain, dataset, device=device, batch_size=cfg.val_batch_size or cfg.batch_size,
             workers=cfg.workers, dist=info, amp=amp_dtype, keep_records=False,
+            gres=GresSettings() if index.generalized else None,
         )  # fmt: skip
         plain.train()
-        return {**result.metrics.summary(), "num_expressions": result.metrics.num_expressions}
+        out = {**result.summary(), "num_expressions": result.metrics.num_expressions}
+        out.pop("num_objects", None)
+        if index.generalized:  # GRES: the best checkpoint is the one of the best cIoU
+            out["overall_iou"] = out["cIoU"]
+        return out
 
     return validate
 

@@ -14,7 +14,10 @@ exceed about one third.
 
 - :mod:`~lavt.data.synthetic.scenes`: objects, outlines and rendering;
 - :mod:`~lavt.data.synthetic.expressions`: the expression templates and words;
-- :mod:`~lavt.data.synthetic.writer`: :func:`generate_dataset` (``lavt synth``).
+- :mod:`~lavt.data.synthetic.writer`: :func:`generate_dataset` (``lavt synth``);
+- :mod:`~lavt.data.synthetic.generalized` and ``gres_writer``: expressions naming
+  several objects or none, :func:`generate_generalized_dataset` in the gRefCOCO
+  layout (``lavt synth --generalized``).
 
 The vocabulary of these words lives in :func:`lavt.tokenizer.synthetic_vocabulary`
 (re-exported here), so that building a model never imports the generator.
@@ -31,6 +34,12 @@ from lavt.data.synthetic.expressions import (
     expression_kind,
     expressions_for,
 )
+from lavt.data.synthetic.generalized import (
+    generalized_vocabulary,
+    multi_target_expressions,
+    no_target_expressions,
+)
+from lavt.data.synthetic.gres_writer import generate_generalized_dataset
 from lavt.data.synthetic.scenes import COLOURS, SHAPES, SceneObject, render_scene, shape_polygon
 from lavt.data.synthetic.writer import MARKER, SPLIT_SHARES, SynthSummary, generate_dataset
 from lavt.tokenizer import synthetic_vocabulary
@@ -49,7 +58,11 @@ __all__ = [
     "SynthSummary",
     "expression_kind",
     "expressions_for",
+    "generalized_vocabulary",
     "generate_dataset",
+    "generate_generalized_dataset",
+    "multi_target_expressions",
+    "no_target_expressions",
     "render_scene",
     "shape_polygon",
     "synthetic_vocabulary",

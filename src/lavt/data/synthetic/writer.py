@@ -87,10 +87,10 @@ def _foreign_content(root: Path) -> str | None:
     """What in ``root`` looks like a dataset ``lavt synth`` did not write, or None."""
     if (root / MARKER).is_file():
         return None
-    image_dir = root / IMAGE_SUBDIR
-    if image_dir.is_dir() and any(image_dir.iterdir()):
-        return f"images in {image_dir}"
-    for pattern in ("*/instances.json", "*/refs(*).p"):
+    for image_dir in (root / IMAGE_SUBDIR, root / "images" / "train2014"):  # refer, gRefCOCO
+        if image_dir.is_dir() and any(image_dir.iterdir()):
+            return f"images in {image_dir}"
+    for pattern in ("*/instances.json", "*/refs(*).p", "*/grefs(*).*"):
         found = next(iter(sorted(root.glob(pattern))), None)
         if found is not None:
             return f"annotations {found}"
