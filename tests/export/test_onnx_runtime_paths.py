@@ -49,7 +49,12 @@ def test_predictor_onnxruntime_matches_pytorch(files, tmp_path):
     onnx = Predictor.from_checkpoint(files / "tiny.onnx", device="cpu", runtime="onnxruntime")
     assert isinstance(onnx.model, OnnxLAVT)
     reference = Predictor(load_model(files / "tiny.pt"), device="cpu")
-    for a, b in zip(onnx.predict(image, TEXTS), reference.predict(image, TEXTS), strict=True):
+    pairs = zip(
+        onnx.predict(image, TEXTS, probability=True),
+        reference.predict(image, TEXTS, probability=True),
+        strict=True,
+    )
+    for a, b in pairs:
         assert a.text == b.text and a.mask.shape == b.mask.shape == (60, 90)
         np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)
         uncertain = np.abs(b.probability - 0.5) < 1e-4

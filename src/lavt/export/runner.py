@@ -22,6 +22,7 @@ import torch
 
 from lavt.errors import CheckpointError, InputError
 from lavt.export.metadata import INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from lavt.modeling.lavt import LAVTOutput
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -105,9 +106,18 @@ class OnnxLAVT:
     # -- running
 
     def __call__(
-        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """image (B, 3, S, S); input_ids, attention_mask (B, N) -> logits (B, 2, S, S) float32."""
+        self,
+        image: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        return_no_target: bool = False,
+    ) -> torch.Tensor | LAVTOutput:
+        """image (B, 3, S, S); input_ids, attention_mask (B, N) -> logits (B, 2, S, S) float32.
+
+        ``return_no_target=True`` returns ``LAVTOutput(logits, None)`` like a LAVT without
+        a no-target head (the exported graph carries the mask logits only).
+        """
         self._check_inputs(image, input_ids)
         feeds = {
             "image": image.detach().float().cpu().numpy(),
@@ -121,7 +131,8 @@ class OnnxLAVT:
             logits = np.concatenate(
                 [self._run({k: v[r : r + 1] for k, v in feeds.items()}) for r in range(rows)]
             )
-        return torch.from_numpy(logits).to(self.device)
+        out = torch.from_numpy(logits).to(self.device)
+        return LAVTOutput(out, None) if return_no_target else out
 
     forward = __call__
 
