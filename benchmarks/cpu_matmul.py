@@ -29,7 +29,9 @@ def main() -> int:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    mats = {k: (torch.randn(a.n, a.n).to(d), torch.randn(a.n, a.n).to(d)) for k, d in dtypes.items()}
+    mats = {
+        k: (torch.randn(a.n, a.n).to(d), torch.randn(a.n, a.n).to(d)) for k, d in dtypes.items()
+    }
     for x, y in mats.values():  # warm-up (oneDNN kernels, AMX tile set-up)
         torch.mm(x, y)
         torch.mm(x, y)

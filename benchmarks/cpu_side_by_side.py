@@ -26,7 +26,9 @@ LINE = re.compile(
     r"^(?P<name>.+?)\s+(?P<med>[\d.]+) s \(median of (?P<reps>\d+); "
     r"min (?P<min>[\d.]+), max (?P<max>[\d.]+)\)$"
 )
-DIFF = re.compile(r"fp32 max \|diff\| / max \|logit\| = (?P<err>\S+?)(; bf16 pixel agreement (?P<agree>\S+))?$")
+DIFF = re.compile(
+    r"fp32 max \|diff\| / max \|logit\| = (?P<err>\S+?)(; bf16 pixel agreement (?P<agree>\S+))?$"
+)
 
 
 # The reference's BERT imports ``requests`` at module level for downloads it never makes
@@ -111,8 +113,12 @@ def main() -> int:
     }
     result = {
         "command": " ".join(
-            ["LAVT_REF_DIR=" + os.environ.get("LAVT_REF_DIR", "?"), "python", str(a.harness)]
-            + a.harness_args
+            [
+                "LAVT_REF_DIR=" + os.environ.get("LAVT_REF_DIR", "?"),
+                "python",
+                str(a.harness),
+                *a.harness_args,
+            ]
         ),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_description(),

@@ -38,16 +38,16 @@ def _row(name: str, step: dict, bench: dict) -> str:
         return f"| {name} | {status} ({step.get('rc')}) | | | | | | {step.get('seconds', '')} |"
     share = bench.get("share_of_peak")
     extra = bench.get("extra") or {}
-    speed = (
-        f"{bench['pairs_per_second']:.2f}"
-        if bench["mode"] != "eval"
-        else f"{extra.get('expressions/s (batched)')} (1-by-1 {extra.get('expressions/s (one at a time)')})"
-    )
+    speed = f"{bench['pairs_per_second']:.2f}"
+    if bench["mode"] == "eval":
+        batched, single = (extra.get(f"expressions/s ({k})") for k in ("batched", "one at a time"))
+        speed = f"{batched} (1-by-1 {single})"
     return (
         f"| {name} | {status} | {bench['latency_ms_median']:.1f} "
         f"({bench['latency_ms_min']:.1f}-{bench['latency_ms_max']:.1f}) | {speed} | "
         f"{'' if share is None else f'{100 * share:.1f}%'} | "
-        f"{bench['peak_memory_mib'] / 1024:.2f} | {bench['batch_size']} | {step.get('seconds', '')} |"
+        f"{bench['peak_memory_mib'] / 1024:.2f} | {bench['batch_size']} | "
+        f"{step.get('seconds', '')} |"
     )
 
 
@@ -109,7 +109,9 @@ def main() -> int:
         lines += ["", "## Profile (top self time)"]
         for step in ("infer", "train"):
             info = profile.get(step) or {}
-            top = ", ".join(f"{o['op']} {100 * o['share']:.1f}%" for o in info.get("top_ops", [])[:8])
+            top = ", ".join(
+                f"{o['op']} {100 * o['share']:.1f}%" for o in info.get("top_ops", [])[:8]
+            )
             lines.append(f"- {step}: attention kernels {info.get('attention_ops')}; {top}")
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)

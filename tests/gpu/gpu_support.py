@@ -36,9 +36,7 @@ DRY_RUN = DEVICE is not None and DEVICE.type == "cpu"
 #: mark every test module of tests/gpu with this
 MARKS = [
     pytest.mark.gpu,
-    pytest.mark.skipif(
-        DEVICE is None, reason="needs CUDA (or LAVT_TEST_DEVICE=cpu for a dry run)"
-    ),
+    pytest.mark.skipif(DEVICE is None, reason="needs CUDA (or LAVT_TEST_DEVICE=cpu for a dry run)"),
 ]
 
 
@@ -144,17 +142,18 @@ def report(check: str, **figures: object) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-@pytest.fixture(scope="session")
+_DATASETS: list[Path] = []
+
+
 def synthetic_dataset(tmp_path_factory) -> Path:
     """A small ``lavt synth`` dataset of 64 px scenes (refer layout), made once per session."""
-    root = tmp_path_factory.mktemp("synthetic")
-    images = "48" if DRY_RUN else "400"  # train split: about 2 objects an image
-    run_lavt(
-        ["synth", "--output", str(root), "--images", images, "--seed", "3", "--image-size", "64", "64"],
-        cwd=root,
-        timeout=300,
-    )
-    return root
+    if not _DATASETS:
+        root = tmp_path_factory.mktemp("synthetic")
+        images = "48" if DRY_RUN else "400"  # train split: about 2 objects an image
+        args = ["synth", "--output", str(root), "--images", images, "--seed", "3"]
+        run_lavt([*args, "--image-size", "64", "64"], cwd=root, timeout=300)
+        _DATASETS.append(root)
+    return _DATASETS[0]
 
 
 def synthetic_expressions(root: Path, split: str, limit: int) -> list[tuple[Path, str]]:

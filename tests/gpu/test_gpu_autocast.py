@@ -12,8 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from gpu_support import DEVICE, DRY_RUN, MARKS, large_model_and_size, mask_iou, random_inputs, report
-from gpu_support import strict_fp32, synthetic_dataset, synthetic_expressions  # noqa: F401
+from gpu_support import (
+    DEVICE,
+    DRY_RUN,
+    MARKS,
+    large_model_and_size,
+    mask_iou,
+    random_inputs,
+    report,
+    strict_fp32,
+    synthetic_dataset,
+    synthetic_expressions,
+)
 
 pytestmark = MARKS
 
@@ -78,7 +88,8 @@ def test_golden_models(golden_dir, name, dtype):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", sorted(LOW))
-def test_trained_default_model(synthetic_dataset, dtype):
+def test_trained_default_model(tmp_path_factory, dtype):
+    data = synthetic_dataset(tmp_path_factory)
     """Through the public predictor: masks at the image size, bundled weights."""
     from lavt import Predictor, load_model
     from lavt.assets import default_model_path
@@ -86,7 +97,7 @@ def test_trained_default_model(synthetic_dataset, dtype):
     model = load_model(default_model_path(), device=DEVICE)
     plain = Predictor(model, device=DEVICE)
     low = Predictor(model, device=DEVICE, amp=LOW[dtype])
-    pairs = synthetic_expressions(synthetic_dataset, "val", 8 if DRY_RUN else 64)
+    pairs = synthetic_expressions(data, "val", 8 if DRY_RUN else 64)
     inter = union = flipped = pixels = 0
     for image, text in pairs:
         with strict_fp32():

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_support import DEVICE, MARKS, REPO, report, synthetic_dataset  # noqa: F401
+from gpu_support import DEVICE, MARKS, REPO, report, synthetic_dataset
 
 pytestmark = MARKS
 
@@ -43,9 +43,10 @@ def _evaluate(data: Path, out: Path, device: str, batch: int) -> tuple[dict, lis
     return metrics, records
 
 
-def test_device_evaluation_equals_cpu(tmp_path, synthetic_dataset):
-    on_device, device_records = _evaluate(synthetic_dataset, tmp_path / "dev", str(DEVICE), 16)
-    on_cpu, cpu_records = _evaluate(synthetic_dataset, tmp_path / "cpu", "cpu", 1)
+def test_device_evaluation_equals_cpu(tmp_path, tmp_path_factory):
+    data = synthetic_dataset(tmp_path_factory)
+    on_device, device_records = _evaluate(data, tmp_path / "dev", str(DEVICE), 16)
+    on_cpu, cpu_records = _evaluate(data, tmp_path / "cpu", "cpu", 1)
     key = lambda r: (r["ref_id"], r["sent_id"])
     want = {key(r): (r["I"], r["U"]) for r in cpu_records}
     got = {key(r): (r["I"], r["U"]) for r in device_records}

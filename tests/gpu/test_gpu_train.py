@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpu_support import DEVICE, DRY_RUN, MARKS, REPO, report, run_lavt, synthetic_dataset  # noqa: F401
+from gpu_support import DEVICE, DRY_RUN, MARKS, REPO, report, run_lavt, synthetic_dataset
 
 pytestmark = [*MARKS, pytest.mark.slow]
 
@@ -118,8 +118,9 @@ def _kill_after(config: Path, model_id: str, run_dir: Path, iteration: int) -> i
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_training_learns_and_resumes(tmp_path, synthetic_dataset, amp):
-    config = _config(tmp_path, synthetic_dataset, amp)
+def test_amp_training_learns_and_resumes(tmp_path, tmp_path_factory, amp):
+    data = synthetic_dataset(tmp_path_factory)
+    config = _config(tmp_path, data, amp)
     _train(config, "whole")
     whole = _losses(tmp_path / "runs" / "whole")
     steps = max(whole)
