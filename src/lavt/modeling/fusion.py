@@ -40,9 +40,14 @@ class InstanceNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, L) -> (B, C, L)."""
-        var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
-        return (x - mean) * torch.rsqrt(var + self.eps)
+        """x: (B, C, L) -> (B, C, L), computed in float32 (as autocast does for LayerNorm).
+
+        In float16 the backward of ``rsqrt(var + eps)``, up to 0.5 * eps ** -1.5
+        = 1.6e7, overflows (max 65504): every fp16 training step was skipped.
+        """
+        x32 = x.float()
+        var, mean = torch.var_mean(x32, dim=-1, keepdim=True, correction=0)
+        return ((x32 - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
 
 
 class PixelWordAttention(nn.Module):
