@@ -76,8 +76,11 @@ def test_compiled_training_step_matches_eager():
     with strict_fp32():
         eager_loss, eager_grads = step(model)
         compiled_loss, compiled_grads = step(torch.compile(model))
+    # relative to each gradient, with a floor: some gradients are zero up to rounding
+    # (a bias before InstanceNorm: ~3e-7 where the largest gradient is ~0.1)
+    floor = 1e-3 * max(g.abs().max().item() for g in eager_grads.values())
     worst = max(
-        ((compiled_grads[n] - g).abs().max() / g.abs().max().clamp(min=1e-6)).item()
+        ((compiled_grads[n] - g).abs().max() / g.abs().max().clamp(min=floor)).item()
         for n, g in eager_grads.items()
     )
     loss_diff = abs(compiled_loss.item() - eager_loss.item())
