@@ -33,9 +33,10 @@ def _json(path: Path) -> dict:
 
 
 def _row(name: str, step: dict, bench: dict) -> str:
-    status = "ok" if step.get("rc") == 0 else ("timeout" if step.get("rc") == 124 else "failed")
+    rc = step.get("rc")
+    status = {0: "ok", 124: "timeout"}.get(rc, rc if isinstance(rc, str) else "failed")
     if not bench:
-        return f"| {name} | {status} ({step.get('rc')}) | | | | | | {step.get('seconds', '')} |"
+        return f"| {name} | {status} ({rc}) | | | | | | {step.get('seconds', '')} |"
     share = bench.get("share_of_peak")
     extra = bench.get("extra") or {}
     speed = f"{bench['pairs_per_second']:.2f}"
