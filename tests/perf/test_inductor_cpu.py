@@ -85,8 +85,9 @@ def test_compiled_training_step_matches_eager():
     compiled_loss, compiled_grads = step(torch.compile(model))
     torch.testing.assert_close(compiled_loss, eager_loss, atol=1e-5, rtol=1e-4)
     assert compiled_grads.keys() == eager_grads.keys()
-    # some gradients are zero up to rounding (a bias before InstanceNorm): floor the scale
-    floor = 1e-3 * max(g.abs().max().item() for g in eager_grads.values())
+    # some gradients are zero up to rounding (a bias before InstanceNorm): below 1% of the
+    # largest, compare them with that 1%
+    floor = 1e-2 * max(g.abs().max().item() for g in eager_grads.values())
     for name, grad in eager_grads.items():
         scale = grad.abs().max().clamp(min=floor)
         err = ((compiled_grads[name] - grad).abs().max() / scale).item()
