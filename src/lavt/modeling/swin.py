@@ -111,7 +111,10 @@ class WindowAttention(nn.Module):
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (n, n, h) -> (h, n, n)
 
     def attention_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """Relative-position bias plus shift mask: (1, h, n, n) or (nW*h, n, n).
+        """Relative-position bias plus shift mask: (1, h, n, n) or (1, nW*h, n, n).
+
+        Always 4-D: a 3-D ``attn_mask`` sends SDPA to its unfused math path on the
+        CPU (3x slower per call than the flash kernel in float32 and bf16).
 
         Without gradients (inference) the sum is cached per mask and weights
         version, so repeated calls with the same shape reuse it.
@@ -126,7 +129,7 @@ class WindowAttention(nn.Module):
             return cache[1]
         nW, n, _ = mask.shape
         bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
-        bias = bias.reshape(nW * self.num_heads, n, n).to(dtype)  # (nW*h, n, n)
+        bias = bias.reshape(1, nW * self.num_heads, n, n).to(dtype)  # (1, nW*h, n, n)
         # a training forward must build its own bias (it carries the graph)
         self._bias_cache = (key, bias) if cacheable else None
         return bias

@@ -47,7 +47,8 @@ def encode_text(
 ) -> torch.Tensor:
     """input_ids, attention_mask: (B, N) -> last hidden state (B, N, D)."""
     vocab = encoder.config.vocab_size
-    if not torch.jit.is_tracing() and input_ids.numel() and int(input_ids.max()) >= vocab:
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # .max() would break graphs
+    if not tracing and input_ids.numel() and int(input_ids.max()) >= vocab:
         raise ValueError(
             f"token id {int(input_ids.max())} is outside the text encoder's vocabulary "
             f"of {vocab}: the tokenizer does not match this model"

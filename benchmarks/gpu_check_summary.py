@@ -1,0 +1,134 @@
+"""Summarise a ``scripts/gpu_check.sh`` run: one table of every figure, the issue's targets.
+
+    python benchmarks/gpu_check_summary.py RAW_DIR OUT_DIR
+
+Reads RAW_DIR/steps.jsonl (name, command, exit code, seconds of each step), the
+``lavt benchmark --json`` files RAW_DIR/bench_<name>.json, the GPU tests' figures
+(gpu_tests.jsonl), versions.json and profile.json; writes OUT_DIR/summary.md and
+OUT_DIR/results.json (all of it in one file) and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# issue 10's targets (Swin-B lavt_one at 480)
+H100_INFER_PAIRS_PER_S = 600.0
+SHARE_OF_BF16_PEAK = 0.30
+TRAIN_BF16_SPEEDUP = 3.0
+TRAIN_PEAK_GIB = 13.0
+EVAL_SPEEDUP = 5.0
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _row(name: str, step: dict, bench: dict) -> str:
+    rc = step.get("rc")
+    status = {0: "ok", 124: "timeout"}.get(rc, rc if isinstance(rc, str) else "failed")
+    if not bench:
+        return f"| {name} | {status} ({rc}) | | | | | | {step.get('seconds', '')} |"
+    share = bench.get("share_of_peak")
+    extra = bench.get("extra") or {}
+    speed = f"{bench['pairs_per_second']:.2f}"
+    if bench["mode"] == "eval":
+        batched, single = (extra.get(f"expressions/s ({k})") for k in ("batched", "one at a time"))
+        speed = f"{batched} (1-by-1 {single})"
+    return (
+        f"| {name} | {status} | {bench['latency_ms_median']:.1f} "
+        f"({bench['latency_ms_min']:.1f}-{bench['latency_ms_max']:.1f}) | {speed} | "
+        f"{'' if share is None else f'{100 * share:.1f}%'} | "
+        f"{bench['peak_memory_mib'] / 1024:.2f} | {bench['batch_size']} | "
+        f"{step.get('seconds', '')} |"
+    )
+
+
+def _targets(benches: dict[str, dict]) -> list[str]:
+    out = []
+    b32 = benches.get("infer_bf16_b32_compile") or benches.get("infer_bf16_b32")
+    if b32:
+        share = b32.get("share_of_peak") or 0.0
+        out.append(
+            f"inference bf16 batch 32: {b32['pairs_per_second']:.1f} pairs/s, "
+            f"{100 * share:.1f}% of the bf16 matmul rate (targets: >= {H100_INFER_PAIRS_PER_S:.0f} "
+            f"on an H100, >= {100 * SHARE_OF_BF16_PEAK:.0f}%): "
+            f"{'met' if share >= SHARE_OF_BF16_PEAK else 'MISSED'}"
+        )
+    fp32, bf16 = benches.get("train_fp32_b8"), benches.get("train_bf16_b8_compile_cl")
+    bf16 = bf16 or benches.get("train_bf16_b8")
+    if fp32 and bf16:
+        ratio = bf16["pairs_per_second"] / fp32["pairs_per_second"]
+        peak = bf16["peak_memory_mib"] / 1024
+        out.append(
+            f"training batch 8: bf16 {ratio:.2f}x fp32 eager (target >= {TRAIN_BF16_SPEEDUP}x): "
+            f"{'met' if ratio >= TRAIN_BF16_SPEEDUP else 'MISSED'}; peak {peak:.1f} GiB "
+            f"(target <= {TRAIN_PEAK_GIB} GB): {'met' if peak <= TRAIN_PEAK_GIB else 'MISSED'}"
+        )
+    ev = benches.get("eval_bf16")
+    if ev:
+        speedup = (ev.get("extra") or {}).get("speed-up over one at a time") or 0.0
+        out.append(
+            f"evaluation: {speedup}x one expression at a time (target >= {EVAL_SPEEDUP}x): "
+            f"{'met' if speedup >= EVAL_SPEEDUP else 'MISSED'}"
+        )
+    return out
+
+
+def main() -> int:
+    raw, out = Path(sys.argv[1]), Path(sys.argv[2])
+    steps = _jsonl(raw / "steps.jsonl")
+    benches = {s["name"]: _json(raw / f"bench_{s['name']}.json") for s in steps}
+    benches = {k: v for k, v in benches.items() if v}
+    tests = _jsonl(raw / "gpu_tests.jsonl")
+    versions = _json(raw / "versions.json")
+    profile = _json(raw / "profile.json")
+    lines = [
+        f"# gpu_check: {versions.get('device', '?')}",
+        "",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+        "| step | status | latency ms median (min-max) | pairs/s | share of matmul peak "
+        "| peak memory GiB | batch | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        lines.append(_row(step["name"], step, benches.get(step["name"], {})))
+    lines += ["", "## Targets (issue 10)", *[f"- {t}" for t in _targets(benches)]]
+    if tests:
+        lines += ["", "## GPU test figures"]
+        lines += [f"- {json.dumps(t)}" for t in tests]
+    if profile:
+        lines += ["", "## Profile (top self time)"]
+        for step in ("infer", "train"):
+            info = profile.get(step) or {}
+            top = ", ".join(
+                f"{o['op']} {100 * o['share']:.1f}%" for o in info.get("top_ops", [])[:8]
+            )
+            lines.append(f"- {step}: attention kernels {info.get('attention_ops')}; {top}")
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(text)
+    results = {
+        "versions": versions,
+        "steps": steps,
+        "benchmarks": benches,
+        "gpu_tests": tests,
+        "profile": profile,
+        "targets": _targets(benches),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

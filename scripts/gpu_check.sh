@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 10 in one run: the gpu tests, then `lavt benchmark` for Swin-B 480
+# (inference bf16 batch 1/32 eager and compiled, fp32 batch 8; training batch 8 fp32 vs bf16,
+# compiled + channels-last, with and without gradient checkpointing; evaluation batched vs one
+# expression at a time), a torch.profiler summary of one bf16 inference and one training step,
+# versions, and a summary table. Every step has its own timeout: the whole run ends within
+# 8 minutes on one H100.
+#
+#   scripts/gpu_check.sh            # on a CUDA machine
+#   scripts/gpu_check.sh --dry-run  # the same sequence on the CPU with tiny sizes
+#   scripts/gpu_check.sh --skip-tests  # benchmarks only
+#
+# Output folder: $OUT when set (the device tool's), else ./gpu_check_out. It receives at most
+# 8 files: summary.md, results.json (every figure), pytest.log, profile_infer.txt,
+# profile_train.txt, versions.json, gpu_check.tar.gz (all raw files, per-step logs included).
+# Needs: torch, transformers, tokenizers, safetensors, numpy, pillow, pyyaml, tqdm and
+# pycocotools (training/evaluation masks); without pycocotools installed, wheels in ./.whl
+# are installed into /tmp/site first (see BENCHMARKS.md, "GPU").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DRY=0 TESTS=1
+for arg in "$@"; do
+  case $arg in
+    --dry-run) DRY=1 ;;
+    --skip-tests) TESTS=0 ;;  # benchmarks only (the tests were run on their own)
+    *) echo "usage: $0 [--dry-run] [--skip-tests]" >&2; exit 2 ;;
+  esac
+done
+DEST=${OUT:-./gpu_check_out}
+mkdir -p "$DEST"
+RAW=$(mktemp -d -t gpu_check.XXXXXX)
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+if ! "$PY" -c "import pycocotools" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
+if [ "$DRY" = 1 ]; then
+  DEVICE=cpu PRESET=tiny SIZE=64 B_SMALL=1 B_LARGE=2 B_TRAIN=2 B_EVAL=2
+  # generous: a dry run checks the sequence, and a shared 2-core machine can be 10x slower
+  REPS=(--warmup 1 --repeats 2 --threads 2) TEST_LIMIT=1200 BENCH_LIMIT=300 COMPILE_LIMIT=600
+  BUDGET=${GPU_CHECK_BUDGET:-4000}
+  export LAVT_TEST_DEVICE=cpu OMP_NUM_THREADS=1
+else
+  DEVICE=cuda PRESET=base SIZE=480 B_SMALL=1 B_LARGE=32 B_TRAIN=8 B_EVAL=16
+  REPS=(--warmup 3 --repeats 10) TEST_LIMIT=170 BENCH_LIMIT=45 COMPILE_LIMIT=75
+  BUDGET=455
+fi
+export LAVT_TEST_REPORT_DIR="$RAW"
+START=$SECONDS
+
+# step NAME LIMIT_S CMD...: run with a timeout unless the budget is spent; log its exit code
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((BUDGET - (SECONDS - START)))
+  if [ "$left" -lt 10 ]; then
+    echo "== $name: skipped (time budget spent)"
+    printf '{"name": "%s", "rc": "skipped", "seconds": 0}\n' "$name" >>"$RAW/steps.jsonl"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit}s): $*"
+  local t0=$SECONDS
+  timeout --kill-after=5 "$limit" "$@" >"$RAW/log_$name.txt" 2>&1
+  local rc=$?
+  tail -n 15 "$RAW/log_$name.txt"
+  echo "== $name: exit $rc after $((SECONDS - t0)) s"
+  printf '{"name": "%s", "rc": %d, "seconds": %d, "command": "%s"}\n' \
+    "$name" "$rc" "$((SECONDS - t0))" "$*" >>"$RAW/steps.jsonl"
+}
+
+# bench NAME LIMIT_S FLAGS...: one `lavt benchmark` with its JSON figures
+bench() {
+  local name=$1 limit=$2
+  shift 2
+  step "$name" "$limit" "$PY" -m lavt benchmark --preset "$PRESET" --img-size "$SIZE" \
+    --device "$DEVICE" "${REPS[@]}" --json "$RAW/bench_$name.json" "$@"
+}
+
+"$PY" - "$RAW/versions.json" <<'EOF'
+import json, platform, subprocess, sys
+import torch
+v = {"python": platform.python_version(), "torch": torch.__version__,
+     "cuda": str(torch.version.cuda), "cudnn": str(torch.backends.cudnn.version())}
+if torch.cuda.is_available():
+    v["device"] = torch.cuda.get_device_name()
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total",
+                          "--format=csv,noheader"], capture_output=True, text=True)
+    v["driver, memory"] = smi.stdout.strip()
+else:
+    v["device"] = "cpu: " + platform.processor()
+json.dump(v, open(sys.argv[1], "w"), indent=2)
+print(v)
+EOF
+
+if [ "$TESTS" = 1 ]; then
+  step gpu_tests "$TEST_LIMIT" "$PY" -m pytest -m gpu tests/gpu -p no:cacheprovider -q -rfEs \
+    --junitxml "$RAW/pytest.xml"
+  cp "$RAW/log_gpu_tests.txt" "$DEST/pytest.log"
+fi
+
+GC=()
+if "$PY" -m lavt benchmark --help 2>/dev/null | grep -q -- --grad-checkpointing; then
+  GC=(--grad-checkpointing)
+fi
+
+bench infer_bf16_b1 "$BENCH_LIMIT" --mode infer --dtype bf16 --batch-size "$B_SMALL"
+bench infer_bf16_b32 "$BENCH_LIMIT" --mode infer --dtype bf16 --batch-size "$B_LARGE"
+bench infer_fp32_b8 "$BENCH_LIMIT" --mode infer --dtype fp32 --batch-size "$B_TRAIN"
+bench train_fp32_b8 "$BENCH_LIMIT" --mode train --dtype fp32 --batch-size "$B_TRAIN"
+bench train_bf16_b8 "$BENCH_LIMIT" --mode train --dtype bf16 --batch-size "$B_TRAIN"
+if [ ${#GC[@]} -gt 0 ]; then
+  bench train_bf16_b8_gc "$BENCH_LIMIT" --mode train --dtype bf16 --batch-size "$B_TRAIN" "${GC[@]}"
+else
+  echo "== train_bf16_b8_gc: skipped (lavt benchmark has no --grad-checkpointing)"
+  printf '{"name": "train_bf16_b8_gc", "rc": "no --grad-checkpointing flag", "seconds": 0}\n' \
+    >>"$RAW/steps.jsonl"
+fi
+bench eval_bf16 "$BENCH_LIMIT" --mode eval --dtype bf16 --batch-size "$B_EVAL"
+step profile "$BENCH_LIMIT" "$PY" benchmarks/profile_step.py --device "$DEVICE" \
+  --preset "$PRESET" --img-size "$SIZE" --batch-size "$B_TRAIN" --dtype bf16 --out "$RAW"
+# compiled runs last, the most telling first: each compiles Swin-B anew (about a minute)
+bench infer_bf16_b32_compile "$COMPILE_LIMIT" --mode infer --dtype bf16 \
+  --batch-size "$B_LARGE" --compile
+bench train_bf16_b8_compile_cl "$COMPILE_LIMIT" --mode train --dtype bf16 \
+  --batch-size "$B_TRAIN" --compile --channels-last
+bench infer_bf16_b1_compile "$COMPILE_LIMIT" --mode infer --dtype bf16 --batch-size "$B_SMALL" \
+  --compile
+if [ ${#GC[@]} -gt 0 ]; then
+  bench train_bf16_b8_compile_cl_gc "$COMPILE_LIMIT" --mode train --dtype bf16 \
+    --batch-size "$B_TRAIN" --compile --channels-last "${GC[@]}"
+fi
+
+"$PY" benchmarks/gpu_check_summary.py "$RAW" "$DEST"
+for f in profile_infer.txt profile_train.txt versions.json; do
+  [ -f "$RAW/$f" ] && cp "$RAW/$f" "$DEST/"
+done
+tar -czf "$DEST/gpu_check.tar.gz" -C "$RAW" .
+echo "gpu_check: $((SECONDS - START)) s; results in $DEST"
+rm -rf "$RAW"
