@@ -30,6 +30,17 @@ def test_train_mode_counts_the_backward_pass():
     assert train.gflops_per_batch > 2 * infer.gflops_per_batch
 
 
+def test_grad_checkpointing_recomputes_the_backbone_in_train_mode():
+    plain = run_benchmark(mode="train", config=tiny_config(), **TINY)
+    checkpointed = run_benchmark(
+        mode="train", config=tiny_config(), grad_checkpointing=True, **TINY
+    )
+    assert checkpointed.extra["grad_checkpointing"] is True
+    assert "grad_checkpointing" not in plain.extra
+    # the recomputed Swin forwards are counted: more FLOPs for the same step
+    assert checkpointed.gflops_per_batch > plain.gflops_per_batch
+
+
 def test_eval_and_data_modes():
     config = tiny_config(img_size=32)
     common = dict(config=config, img_size=32, batch_size=2, peak_matmul_size=256)

@@ -35,6 +35,7 @@ class BenchSpec:
     repeats: int
     workers: int
     peak_matmul_size: int | None = None
+    grad_checkpointing: bool = False
 
     @property
     def dtype_name(self) -> str:
@@ -160,5 +161,8 @@ def make_result(
         peak_memory_mib=memory,
         memory_kind=memory_kind,
         versions=versions(),
-        extra=extra or {},
+        extra={
+            **({"grad_checkpointing": True} if spec.grad_checkpointing else {}),
+            **(extra or {}),
+        },
     )

@@ -73,6 +73,7 @@ def run_benchmark(
     dtype: str = "fp32",
     compile_model: bool = False,
     channels_last: bool = False,
+    grad_checkpointing: bool = False,
     warmup: int = 2,
     repeats: int = 5,
     workers: int = 0,
@@ -110,6 +111,7 @@ def run_benchmark(
         repeats=repeats,
         workers=workers,
         peak_matmul_size=peak_matmul_size,
+        grad_checkpointing=grad_checkpointing,
     )
     if spec.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(spec.device)

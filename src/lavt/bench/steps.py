@@ -28,6 +28,8 @@ def prepare_model(spec: BenchSpec, *, train: bool) -> tuple[LAVT, nn.Module]:
     model.train(train)
     if spec.channels_last:
         model.classifier.to(memory_format=torch.channels_last)
+    if spec.grad_checkpointing:
+        model.set_grad_checkpointing(True)  # recompute Swin blocks in backward (train mode)
     runner = torch.compile(model) if spec.compile_model else model
     return model, runner
 

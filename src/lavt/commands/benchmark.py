@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="channels-last memory format for the decoder",
     )
+    add(
+        "--grad-checkpointing",
+        "--grad_checkpointing",
+        action="store_true",
+        help="train mode: recompute the Swin blocks in the backward pass (less memory)",
+    )
     add("--warmup", type=int, default=2, help="untimed runs first (0 or more)")
     add("--repeats", type=int, default=5, help="timed runs (at least 1)")
     add("--workers", type=int, default=0, help="data loader workers (eval and data modes)")
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         compile_model=args.compile,
         channels_last=args.channels_last,
+        grad_checkpointing=args.grad_checkpointing,
         warmup=args.warmup,
         repeats=args.repeats,
         workers=args.workers,
