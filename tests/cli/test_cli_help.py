@@ -21,7 +21,7 @@ def test_top_level_says_what_lavt_does(capsys):
     assert "segments the object that an English expression refers to" in text
 
 
-SWITCHES = {"--compile", "--channels-last", "--overwrite", "--generalized"}
+SWITCHES = {"--compile", "--channels-last", "--grad-checkpointing", "--overwrite", "--generalized"}
 NO_DEFAULT = {"--output", "--threads", "--json"}  # required, or "unset" means something
 
 
