@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("lavt.commands.convert", "export a checkpoint to .safetensors"),
     "evaluate": (
         "lavt.commands.evaluate",
-        "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol)",
+        "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol) or gRefCOCO (GRES metrics)",
     ),
     "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
     "serve": ("lavt.commands.serve", "HTTP API with dynamic batching and a web page"),

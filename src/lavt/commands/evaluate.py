@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lavt.commands.shared_flags import add_no_target_flags, add_runtime_flag
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -108,13 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="go on without missing images (default: refuse)",
     )
-    parser.add_argument(
-        "--runtime",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
-        "(default: %(default)s)",
-    )
+    add_runtime_flag(parser)
     parser.add_argument(
         "--swap-expressions",
         "--swap_expressions",
@@ -122,26 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give each object another object's expressions (language check)",
     )
-    parser.add_argument(
-        "--no-target-rule",
-        "--no_target_rule",
-        dest="no_target_rule",
-        choices=("auto", "head", "area"),
-        default="auto",
-        help="grefcoco: how 'no object' is decided: the model's no-target head, or a "
-        "predicted mask of at most --area-threshold pixels; auto: the head when the "
-        "model has one (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--area-threshold",
-        "--area_threshold",
-        dest="area_threshold",
-        type=int,
-        default=0,
-        metavar="TAU",
-        help="grefcoco, area rule: 'no object' when the mask has at most TAU pixels at the "
-        "model's input size (default: %(default)s)",
-    )
+    add_no_target_flags(parser, applies_to="grefcoco: ")
     parser.set_defaults(_flags={"split_by": "--splitBy"})
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lavt.commands.shared_flags import add_no_target_flags, add_runtime_flag
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -38,32 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="square input size (default: the checkpoint's)",
     )
-    parser.add_argument(
-        "--runtime",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-target-rule",
-        "--no_target_rule",
-        dest="no_target_rule",
-        choices=("auto", "head", "area"),
-        default="auto",
-        help="how 'no object' is decided: the model's no-target head, or a mask of at most "
-        "--area-threshold pixels; auto: the head when the model has one (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--area-threshold",
-        "--area_threshold",
-        dest="area_threshold",
-        type=int,
-        default=0,
-        metavar="TAU",
-        help="area rule: 'no object' when the mask has at most TAU pixels at the model's "
-        "input size (default: %(default)s)",
-    )
+    add_runtime_flag(parser)
+    add_no_target_flags(parser)
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
 
 

@@ -1,0 +1,44 @@
+"""Flags that several subcommands take, declared once (predict, evaluate)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_runtime_flag(parser: argparse.ArgumentParser) -> None:
+    """``--runtime torch|onnxruntime``: which engine runs ``--checkpoint``."""
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch, or onnxruntime: --checkpoint is a graph written by lavt export "
+        "(default: %(default)s)",
+    )
+
+
+def add_no_target_flags(parser: argparse.ArgumentParser, *, applies_to: str = "") -> None:
+    """``--no-target-rule`` and ``--area-threshold``: how "no object" is decided.
+
+    ``applies_to`` prefixes the help ("grefcoco: ") where the flags matter for one
+    dataset only.
+    """
+    parser.add_argument(
+        "--no-target-rule",
+        "--no_target_rule",
+        dest="no_target_rule",
+        choices=("auto", "head", "area"),
+        default="auto",
+        help=f"{applies_to}how 'no object' is decided: the model's no-target head, or a "
+        "predicted mask of at most --area-threshold pixels; auto: the head when the model "
+        "has one (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--area-threshold",
+        "--area_threshold",
+        dest="area_threshold",
+        type=int,
+        default=0,
+        metavar="TAU",
+        help=f"{applies_to}area rule: 'no object' when the mask has at most TAU pixels at "
+        "the model's input size (default: %(default)s)",
+    )
