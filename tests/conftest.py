@@ -14,10 +14,22 @@ def golden_dir() -> Path:
     return GOLDEN
 
 
-def tiny_config(**overrides):
-    """A small random-weight LAVT with the full bert-base-uncased vocabulary."""
+def tiny_config(*, text_dropout: float | None = None, **overrides):
+    """A small random-weight LAVT with the full bert-base-uncased vocabulary.
+
+    ``text_dropout`` sets BERT's hidden and attention dropout (0.0 where eager and
+    compiled runs must draw no random numbers); None keeps the encoder's default.
+    """
     from lavt.modeling.config import LAVTConfig, TextEncoderConfig
 
+    dropout = (
+        {}
+        if text_dropout is None
+        else {
+            "hidden_dropout": text_dropout,
+            "attention_dropout": text_dropout,
+        }
+    )
     text = TextEncoderConfig(
         vocab_size=30522,
         hidden_size=32,
@@ -25,6 +37,7 @@ def tiny_config(**overrides):
         num_heads=2,
         intermediate_size=64,
         max_position_embeddings=32,
+        **dropout,
     )
     base = dict(
         variant="lavt_one",

@@ -57,30 +57,10 @@ def strict_fp32() -> Iterator[None]:
 
 
 def tiny_lavt_config(img_size: int = 64):
-    """A small random-weight LAVT (the shape of the bundled default model)."""
-    from lavt.modeling import LAVTConfig
-    from lavt.modeling.config import TextEncoderConfig
+    """A small random-weight LAVT (the shape of the bundled default model), no text dropout."""
+    from conftest import tiny_config
 
-    text = TextEncoderConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        hidden_dropout=0.0,  # no dropout: eager and compiled draw random numbers differently
-        attention_dropout=0.0,
-    )
-    return LAVTConfig(
-        variant="lavt_one",
-        embed_dim=16,
-        depths=(1, 1, 2, 1),
-        num_heads=(1, 2, 4, 8),
-        window_size=4,
-        drop_path_rate=0.0,
-        text=text,
-        img_size=img_size,
-    )
+    return tiny_config(text_dropout=0.0, img_size=img_size)
 
 
 def large_model_and_size() -> tuple[object, int]:

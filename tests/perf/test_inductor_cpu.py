@@ -21,29 +21,11 @@ TOLERANCE = 1e-3
 
 
 def _model_and_inputs():
-    from lavt.modeling import LAVTConfig, build_model
-    from lavt.modeling.config import TextEncoderConfig
+    from conftest import tiny_config
+    from lavt.modeling import build_model
 
-    text = TextEncoderConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        hidden_dropout=0.0,  # no dropout: eager and compiled draw random numbers differently
-        attention_dropout=0.0,
-    )
-    config = LAVTConfig(
-        variant="lavt_one",
-        embed_dim=16,
-        depths=(1, 1, 2, 1),
-        num_heads=(1, 2, 4, 8),
-        window_size=4,
-        drop_path_rate=0.0,
-        text=text,
-        img_size=64,
-    )
+    # no dropout: eager and compiled draw random numbers differently
+    config = tiny_config(text_dropout=0.0)
     torch.manual_seed(0)
     model = build_model(config)
     g = torch.Generator().manual_seed(1)
