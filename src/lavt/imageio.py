@@ -20,20 +20,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lavt.errors import InputError
-from lavt.runtime import atomic_path
+from lavt.runtime import atomic_path, check_readable_file
 
 BACKGROUND = (255, 255, 255)  # alpha is composited over white
-
-
-def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: image not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not an image")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"{path}: image is not readable (permission denied)")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: image file is empty")
 
 
 def _scale_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
@@ -103,7 +92,7 @@ def check_image(path: str | os.PathLike) -> tuple[int, int]:
     reported before any work starts; a batch can then decode one image at a time.
     """
     path = Path(path)
-    _check_path(path)
+    check_readable_file(path, "image", a_what="an image")
     with _reading(path), Image.open(path) as image:
         size = image.size
         image.verify()
@@ -113,7 +102,7 @@ def check_image(path: str | os.PathLike) -> tuple[int, int]:
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open, fully decode, EXIF-transpose and convert an image to RGB."""
     path = Path(path)
-    _check_path(path)
+    check_readable_file(path, "image", a_what="an image")
     with _reading(path), Image.open(path) as image:
         image.load()
         return to_rgb(ImageOps.exif_transpose(image))

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from lavt.errors import InputError
+from lavt.errors import InputError, LavtError
 
 # ----------------------------------------------------------------------------- dtypes
 
@@ -213,6 +213,24 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def check_readable_file(
+    path: Path, what: str, *, a_what: str, error: type[LavtError] = InputError
+) -> None:
+    """Refuse a missing, directory, unreadable or empty ``path`` with one line naming it.
+
+    ``what`` names the file's kind in the messages ("checkpoint", "image"), ``a_what``
+    the kind a directory is not ("a checkpoint file").
+    """
+    if not path.exists():
+        raise error(f"{path}: {what} not found")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not {a_what}")
+    if not os.access(path, os.R_OK):
+        raise error(f"{path}: {what} is not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: {what} file is empty")
 
 
 @contextlib.contextmanager

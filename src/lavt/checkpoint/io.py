@@ -32,7 +32,13 @@ from lavt.errors import CheckpointError, InputError
 from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.lavt import LAVT, build_model
-from lavt.runtime import atomic_path, atomic_torch_save, parse_dtype, unwrap_model
+from lavt.runtime import (
+    atomic_path,
+    atomic_torch_save,
+    check_readable_file,
+    parse_dtype,
+    unwrap_model,
+)
 
 FORMAT = "lavt"
 FORMAT_VERSION = 1
@@ -45,14 +51,7 @@ SAVE_DTYPES = ("float32", "float16", "bfloat16")
 
 def check_file(path: Path) -> None:
     """Refuse a missing, empty, unreadable path or a directory, naming it."""
-    if not path.exists():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(f"{path}: checkpoint is not readable (permission denied)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint file is empty")
+    check_readable_file(path, "checkpoint", a_what="a checkpoint file", error=CheckpointError)
 
 
 def _first_line(err: BaseException) -> str:

@@ -23,6 +23,7 @@ import torch
 from lavt.errors import CheckpointError, InputError
 from lavt.export.metadata import INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
 from lavt.modeling.lavt import LAVTOutput
+from lavt.runtime import check_readable_file
 
 RUNTIMES = ("torch", "onnxruntime")
 
@@ -165,7 +166,7 @@ class OnnxLAVT:
     def _open(self, providers: list):
         import onnxruntime as ort
 
-        _check_file(self.path)
+        check_readable_file(self.path, "ONNX model", a_what="an ONNX model", error=CheckpointError)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         try:
@@ -201,17 +202,6 @@ class OnnxLAVT:
             f"OnnxLAVT({self.path.name}, img_size={m.img_size}, max_tokens={m.max_tokens}, "
             f"dtype={m.dtype}, device={self.device})"
         )
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise CheckpointError(f"{path}: ONNX model not found")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not an ONNX model")
-    if not os.access(path, os.R_OK):
-        raise CheckpointError(f"{path}: ONNX model is not readable (permission denied)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: ONNX model file is empty")
 
 
 def load_onnx_model(
