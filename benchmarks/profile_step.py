@@ -6,38 +6,21 @@
 Writes ``DIR/profile_infer.txt`` and ``DIR/profile_train.txt`` (``key_averages``
 tables, the top ops by self time on the device, or on the CPU without one) and
 ``DIR/profile.json`` (which scaled-dot-product-attention kernels ran, the share of
-self time per op for both steps). Used by ``scripts/gpu_check.sh``.
+self time per op for both steps, and on CUDA the source lines of any host
+synchronisation inside a step). It profiles the steps ``lavt benchmark`` times.
+Used by ``scripts/gpu_check.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _inputs(batch: int, size: int, device: torch.device):
-    g = torch.Generator().manual_seed(0)
-    image = torch.randn(batch, 3, size, size, generator=g)
-    ids = torch.randint(1000, 30000, (batch, 20), generator=g)
-    mask = torch.ones(batch, 20, dtype=torch.long)
-    mask[:, 10:] = 0
-    target = torch.zeros(batch, size, size, dtype=torch.long)
-    target[:, : size // 2] = 1
-    return [t.to(device) for t in (image, ids, mask, target)]
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _profile(fn, device: torch.device, warmup: int = 2):
@@ -73,53 +56,76 @@ def _summary(prof, device: torch.device, rows: int) -> tuple[str, dict]:
     }
 
 
+def _host_syncs(fn, device: torch.device) -> list[str] | None:
+    """Where one call of ``fn`` makes the host wait for the GPU (CUDA sync debug mode).
+
+    Each entry is the innermost ``lavt`` source line (or the innermost frame) of a
+    synchronizing operation; an empty list means the step runs without a host sync.
+    """
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    found: list[str] = []
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-2] if "warnings" not in f.filename]
+        ours = [f for f in frames if "/lavt/" in f.filename] or frames
+        where = ours[-1]
+        found.append(f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno} {where.line}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    return found
+
+
 def main() -> int:
-    from lavt.modeling import build_model, preset_config
+    from lavt.bench import BenchSpec
+    from lavt.bench.steps import make_step
+    from lavt.modeling import preset_config
+    from lavt.runtime import parse_dtype
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--preset", default="base")
     p.add_argument("--img-size", type=int, default=480)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="bf16")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="bf16")
     p.add_argument("--rows", type=int, default=40)
     p.add_argument("--steps", default="infer,train", help="which steps to profile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    device, dtype = torch.device(a.device), DTYPES[a.dtype]
+    device = torch.device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = build_model(preset_config(a.preset)).to(device)
-    image, ids, mask, target = _inputs(a.batch_size, a.img_size, device)
-
-    def infer():
-        with torch.inference_mode(), _autocast(device, dtype):
-            return model(image, ids, mask).argmax(1)
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
-
-    def train():
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, dtype):
-            logits = model(image, ids, mask)
-        F.cross_entropy(logits.float(), target).backward()
-        optimizer.step()
-
     record = {"device": str(device), "preset": a.preset, "img_size": a.img_size}
     record.update(batch_size=a.batch_size, dtype=a.dtype, torch=torch.__version__)
-    for name, fn, train_mode in (("infer", infer, False), ("train", train, True)):
-        if name not in a.steps.split(","):
-            continue
-        model.train(train_mode)
-        table, info = _summary(_profile(fn, device), device, a.rows)
-        (a.out / f"profile_{name}.txt").write_text(
-            f"# {name} step: {a.preset} @ {a.img_size}, batch {a.batch_size}, {a.dtype}, "
+    for mode in a.steps.split(","):
+        spec = BenchSpec(
+            mode=mode, preset=a.preset, config=preset_config(a.preset), device=device,
+            dtype=parse_dtype(a.dtype), img_size=a.img_size, batch_size=a.batch_size,
+            expressions_per_image=1, compile_model=False, channels_last=False,
+            warmup=2, repeats=1, workers=0,
+        )  # fmt: skip
+        step, _ = make_step(spec)  # what `lavt benchmark --mode MODE` times
+        table, info = _summary(_profile(step, device), device, a.rows)
+        try:
+            info["host_syncs"] = _host_syncs(step, device)
+        except Exception as exc:  # a figure missing, not the profile lost
+            info["host_syncs"] = f"not measured: {type(exc).__name__}: {exc}"
+        (a.out / f"profile_{mode}.txt").write_text(
+            f"# {mode} step: {a.preset} @ {a.img_size}, batch {a.batch_size}, {a.dtype}, "
             f"{device}\n{table}\n"
         )
-        record[name] = info
+        record[mode] = info
     (a.out / "profile.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 

@@ -42,15 +42,15 @@ if ! "$PY" -c "import pycocotools" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1;
 fi
 
 if [ "$DRY" = 1 ]; then
-  DEVICE=cpu PRESET=tiny SIZE=64 B_SMALL=1 B_LARGE=2 B_TRAIN=2 B_EVAL=2
+  DEVICE=cpu PRESET=tiny SIZE=64 B_SMALL=1 B_LARGE=2 B_TRAIN=2 B_EVAL=2 W_EVAL=0 TEST_PROCS=2
   # generous: a dry run checks the sequence, and a shared 2-core machine can be 10x slower
-  REPS=(--warmup 1 --repeats 2 --threads 2) TEST_LIMIT=1200 BENCH_LIMIT=300 COMPILE_LIMIT=600
-  BUDGET=${GPU_CHECK_BUDGET:-4000}
+  REPS=(--warmup 1 --repeats 2 --threads 2) TEST_LIMIT=1500 BENCH_LIMIT=300 COMPILE_LIMIT=600
+  BUDGET=${GPU_CHECK_BUDGET:-5000}
   export LAVT_TEST_DEVICE=cpu OMP_NUM_THREADS=1
 else
-  DEVICE=cuda PRESET=base SIZE=480 B_SMALL=1 B_LARGE=32 B_TRAIN=8 B_EVAL=16
-  REPS=(--warmup 3 --repeats 10) TEST_LIMIT=170 BENCH_LIMIT=45 COMPILE_LIMIT=75
-  BUDGET=455
+  DEVICE=cuda PRESET=base SIZE=480 B_SMALL=1 B_LARGE=32 B_TRAIN=8 B_EVAL=16 W_EVAL=8 TEST_PROCS=6
+  REPS=(--warmup 3 --repeats 10) TEST_LIMIT=200 BENCH_LIMIT=45 COMPILE_LIMIT=80
+  BUDGET=${GPU_CHECK_BUDGET:-470}
 fi
 export LAVT_TEST_REPORT_DIR="$RAW"
 START=$SECONDS
@@ -88,7 +88,9 @@ bench() {
 import json, platform, subprocess, sys
 import torch
 v = {"python": platform.python_version(), "torch": torch.__version__,
-     "cuda": str(torch.version.cuda), "cudnn": str(torch.backends.cudnn.version())}
+     "cuda": str(torch.version.cuda), "cudnn": str(torch.backends.cudnn.version()),
+     "fp32 matmul tf32": torch.backends.cuda.matmul.allow_tf32,
+     "fp32 cudnn tf32": torch.backends.cudnn.allow_tf32}
 if torch.cuda.is_available():
     v["device"] = torch.cuda.get_device_name()
     smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total",
@@ -101,8 +103,13 @@ print(v)
 EOF
 
 if [ "$TESTS" = 1 ]; then
-  step gpu_tests "$TEST_LIMIT" "$PY" -m pytest -m gpu tests/gpu -p no:cacheprovider -q -rfEs \
-    --junitxml "$RAW/pytest.xml"
+  # in parallel processes where pytest-xdist is there (correctness only: no timings here),
+  # each test under its own limit where pytest-timeout is, so one hang cannot take the rest
+  PAR=()
+  "$PY" -c "import xdist" 2>/dev/null && PAR+=(-n "$TEST_PROCS")
+  "$PY" -c "import pytest_timeout" 2>/dev/null && PAR+=(--timeout "$((TEST_LIMIT - 20))")
+  step gpu_tests "$TEST_LIMIT" "$PY" -m pytest -m gpu tests/gpu -p no:cacheprovider -v -rfEs \
+    --durations 12 "${PAR[@]}" --junitxml "$RAW/pytest.xml"
   cp "$RAW/log_gpu_tests.txt" "$DEST/pytest.log"
 fi
 
@@ -111,32 +118,32 @@ if "$PY" -m lavt benchmark --help 2>/dev/null | grep -q -- --grad-checkpointing;
   GC=(--grad-checkpointing)
 fi
 
-bench infer_bf16_b1 "$BENCH_LIMIT" --mode infer --dtype bf16 --batch-size "$B_SMALL"
+# the targets first (inference bf16 batch 32, training fp32 vs bf16, evaluation)
 bench infer_bf16_b32 "$BENCH_LIMIT" --mode infer --dtype bf16 --batch-size "$B_LARGE"
-bench infer_fp32_b8 "$BENCH_LIMIT" --mode infer --dtype fp32 --batch-size "$B_TRAIN"
 bench train_fp32_b8 "$BENCH_LIMIT" --mode train --dtype fp32 --batch-size "$B_TRAIN"
 bench train_bf16_b8 "$BENCH_LIMIT" --mode train --dtype bf16 --batch-size "$B_TRAIN"
+bench eval_bf16 "$BENCH_LIMIT" --mode eval --dtype bf16 --batch-size "$B_EVAL" --workers "$W_EVAL"
+bench infer_bf16_b1 "$BENCH_LIMIT" --mode infer --dtype bf16 --batch-size "$B_SMALL"
+bench infer_fp32_b8 "$BENCH_LIMIT" --mode infer --dtype fp32 --batch-size "$B_TRAIN"
 if [ ${#GC[@]} -gt 0 ]; then
   bench train_bf16_b8_gc "$BENCH_LIMIT" --mode train --dtype bf16 --batch-size "$B_TRAIN" "${GC[@]}"
-else
-  echo "== train_bf16_b8_gc: skipped (lavt benchmark has no --grad-checkpointing)"
-  printf '{"name": "train_bf16_b8_gc", "rc": "no --grad-checkpointing flag", "seconds": 0}\n' \
-    >>"$RAW/steps.jsonl"
 fi
-bench eval_bf16 "$BENCH_LIMIT" --mode eval --dtype bf16 --batch-size "$B_EVAL"
 step profile "$BENCH_LIMIT" "$PY" benchmarks/profile_step.py --device "$DEVICE" \
   --preset "$PRESET" --img-size "$SIZE" --batch-size "$B_TRAIN" --dtype bf16 --out "$RAW"
-# compiled runs last, the most telling first: each compiles Swin-B anew (about a minute)
+# compiled runs last, the most telling first: each compiles Swin-B anew (about a minute);
+# TORCH_LOGS=recompiles names any recompilation in the step's log
+export TORCH_LOGS=recompiles
 bench infer_bf16_b32_compile "$COMPILE_LIMIT" --mode infer --dtype bf16 \
   --batch-size "$B_LARGE" --compile
 bench train_bf16_b8_compile_cl "$COMPILE_LIMIT" --mode train --dtype bf16 \
   --batch-size "$B_TRAIN" --compile --channels-last
-bench infer_bf16_b1_compile "$COMPILE_LIMIT" --mode infer --dtype bf16 --batch-size "$B_SMALL" \
-  --compile
+bench infer_bf16_b1_cudagraphs "$COMPILE_LIMIT" --mode infer --dtype bf16 \
+  --batch-size "$B_SMALL" --compile --compile-mode reduce-overhead
 if [ ${#GC[@]} -gt 0 ]; then
   bench train_bf16_b8_compile_cl_gc "$COMPILE_LIMIT" --mode train --dtype bf16 \
     --batch-size "$B_TRAIN" --compile --channels-last "${GC[@]}"
 fi
+unset TORCH_LOGS
 
 "$PY" benchmarks/gpu_check_summary.py "$RAW" "$DEST"
 for f in profile_infer.txt profile_train.txt versions.json; do

@@ -12,7 +12,14 @@ Imports run one way: run -> steps/loops -> result -> timing.
 
 from __future__ import annotations
 
-from lavt.bench.result import MODES, BenchmarkResult, BenchSpec
+from lavt.bench.result import COMPILE_MODES, MODES, BenchmarkResult, BenchSpec
 from lavt.bench.run import check_request, run_benchmark
 
-__all__ = ["MODES", "BenchSpec", "BenchmarkResult", "check_request", "run_benchmark"]
+__all__ = [
+    "COMPILE_MODES",
+    "MODES",
+    "BenchSpec",
+    "BenchmarkResult",
+    "check_request",
+    "run_benchmark",
+]

@@ -125,9 +125,11 @@ def _eval(index, tokenizer, spec: BenchSpec) -> BenchmarkResult:
 def _one_at_a_time(runner, dataset, spec: BenchSpec, *, limit: int) -> tuple[float, int]:
     """The reference's loop: one expression per forward, the mask compared on the host."""
     device = spec.device
+    subset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+    # items as they are (batch_size=None), read ahead by the same workers as the batched run
+    loader = torch.utils.data.DataLoader(subset, batch_size=None, num_workers=spec.workers)
     count, t0 = 0, time.perf_counter()
-    for i in range(min(limit, len(dataset))):
-        item = dataset[i]
+    for item in loader:
         image = item["image"][None].to(device)  # (3, S, S) -> (1, 3, S, S)
         target = item["target"].numpy()
         for e in range(item["input_ids"].shape[0]):

@@ -15,6 +15,8 @@ from lavt.modeling.config import LAVTConfig
 from lavt.runtime import dtype_name
 
 MODES = ("infer", "train", "eval", "data")
+#: ``torch.compile`` modes (reduce-overhead replays CUDA graphs on a GPU)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class BenchSpec:
     workers: int
     peak_matmul_size: int | None = None
     grad_checkpointing: bool = False
+    compile_mode: str = "default"
 
     @property
     def dtype_name(self) -> str:
@@ -163,6 +166,7 @@ def make_result(
         versions=versions(),
         extra={
             **({"grad_checkpointing": True} if spec.grad_checkpointing else {}),
+            **({"compile_mode": spec.compile_mode} if spec.compile_model else {}),
             **(extra or {}),
         },
     )

@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from lavt.bench.result import MODES, BenchmarkResult, BenchSpec, make_result
+from lavt.bench.result import COMPILE_MODES, MODES, BenchmarkResult, BenchSpec, make_result
 from lavt.bench.timing import count_flops, time_call
 from lavt.errors import InputError
 from lavt.modeling import PRESETS, preset_config
@@ -72,6 +72,7 @@ def run_benchmark(
     device: str = "cpu",
     dtype: str = "fp32",
     compile_model: bool = False,
+    compile_mode: str = "default",
     channels_last: bool = False,
     grad_checkpointing: bool = False,
     warmup: int = 2,
@@ -86,6 +87,11 @@ def run_benchmark(
     ``preset``; tests use a tiny config); ``peak_matmul_size`` sets the side of
     the matrix product that measures the device's peak.
     """
+    if compile_mode not in COMPILE_MODES:
+        raise InputError(
+            f"compile_mode {compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}",
+            param="compile_mode",
+        )
     check_request(
         mode=mode,
         preset=preset,
@@ -106,6 +112,7 @@ def run_benchmark(
         batch_size=batch_size,
         expressions_per_image=expressions_per_image,
         compile_model=compile_model,
+        compile_mode=compile_mode,
         channels_last=channels_last,
         warmup=warmup,
         repeats=repeats,

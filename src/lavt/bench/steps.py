@@ -30,7 +30,7 @@ def prepare_model(spec: BenchSpec, *, train: bool) -> tuple[LAVT, nn.Module]:
         model.classifier.to(memory_format=torch.channels_last)
     if spec.grad_checkpointing:
         model.set_grad_checkpointing(True)  # recompute Swin blocks in backward (train mode)
-    runner = torch.compile(model) if spec.compile_model else model
+    runner = torch.compile(model, mode=spec.compile_mode) if spec.compile_model else model
     return model, runner
 
 

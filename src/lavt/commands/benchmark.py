@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lavt.bench import MODES
+from lavt.bench import COMPILE_MODES, MODES
 from lavt.commands.helpformat import use_defaults_help
 from lavt.modeling import PRESETS
 
@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "loop; data: the training data loader",
     )
     add("--compile", action="store_true", help="torch.compile the model")
+    add(
+        "--compile-mode",
+        "--compile_mode",
+        choices=COMPILE_MODES,
+        default="default",
+        help="torch.compile mode with --compile (reduce-overhead: CUDA graphs)",
+    )
     add(
         "--channels-last",
         "--channels_last",
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         compile_model=args.compile,
+        compile_mode=args.compile_mode,
         channels_last=args.channels_last,
         grad_checkpointing=args.grad_checkpointing,
         warmup=args.warmup,
