@@ -49,16 +49,21 @@ if [ "$DRY" = 1 ]; then
   export LAVT_TEST_DEVICE=cpu OMP_NUM_THREADS=1
 else
   DEVICE=cuda PRESET=base SIZE=480 B_SMALL=1 B_LARGE=32 B_TRAIN=8 B_EVAL=16 W_EVAL=8 TEST_PROCS=6
-  REPS=(--warmup 3 --repeats 10) TEST_LIMIT=200 BENCH_LIMIT=45 COMPILE_LIMIT=80
-  BUDGET=${GPU_CHECK_BUDGET:-470}
+  REPS=(--warmup 3 --repeats 10) TEST_LIMIT=${GPU_CHECK_TEST_LIMIT:-200} BENCH_LIMIT=45
+  COMPILE_LIMIT=${GPU_CHECK_COMPILE_LIMIT:-80} BUDGET=${GPU_CHECK_BUDGET:-470}
 fi
 export LAVT_TEST_REPORT_DIR="$RAW"
 START=$SECONDS
 
-# step NAME LIMIT_S CMD...: run with a timeout unless the budget is spent; log its exit code
+# step NAME LIMIT_S CMD...: run with a timeout unless the budget is spent; log its exit code.
+# GPU_CHECK_STEPS="name ..." runs only the steps named (a second, shorter device call);
+# GPU_CHECK_TESTS_K selects gpu tests by a pytest -k expression.
 step() {
   local name=$1 limit=$2
   shift 2
+  if [ -n "${GPU_CHECK_STEPS:-}" ] && [[ " $GPU_CHECK_STEPS " != *" $name "* ]]; then
+    return
+  fi
   local left=$((BUDGET - (SECONDS - START)))
   if [ "$left" -lt 10 ]; then
     echo "== $name: skipped (time budget spent)"
@@ -108,9 +113,10 @@ if [ "$TESTS" = 1 ]; then
   PAR=()
   "$PY" -c "import xdist" 2>/dev/null && PAR+=(-n "$TEST_PROCS")
   "$PY" -c "import pytest_timeout" 2>/dev/null && PAR+=(--timeout "$((TEST_LIMIT - 20))")
+  [ -n "${GPU_CHECK_TESTS_K:-}" ] && PAR+=(-k "$GPU_CHECK_TESTS_K")
   step gpu_tests "$TEST_LIMIT" "$PY" -m pytest -m gpu tests/gpu -p no:cacheprovider -v -rfEs \
     --durations 12 "${PAR[@]}" --junitxml "$RAW/pytest.xml"
-  cp "$RAW/log_gpu_tests.txt" "$DEST/pytest.log"
+  [ -f "$RAW/log_gpu_tests.txt" ] && cp "$RAW/log_gpu_tests.txt" "$DEST/pytest.log"
 fi
 
 GC=()

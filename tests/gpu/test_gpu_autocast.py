@@ -1,10 +1,13 @@
 """bf16 and fp16 autocast inference agree with float32: mask IoU >= 0.98, nothing non-finite.
 
-The IoU bound is asserted on the trained bundled model. Random-weight models
-(the golden ones, a random Swin-B) have tiny logit margins (lavt_one_w7: logits
-within +-0.3, median |margin| 0.07), so bf16 rounding alone flips a few pixels
-at the border of a small foreground: their IoU is reported, and the share of
-pixels that agree is asserted (>= 0.98) instead.
+The IoU bound is asserted on the trained bundled model. Random-weight models (the golden
+ones, a random Swin-B) have tiny logit margins: on the CPU, a random Swin-B at 480 whose
+classifier bias is set for half foreground has a median |margin| of 0.019, and bf16's
+rounding moves each margin by 7% of the margins' RMS (fp16: 0.9%), so bf16 flips 2% of
+the pixels (IoU 0.957, fp16 0.994) with no fault anywhere. For them the test asserts
+what a fault would break: the low-precision margin error stays within a bound relative
+to the margins (bf16 15%, fp16 3%), and pixels whose float32 margin exceeds 4 RMS of
+that error keep their class (>= 99.9%); their IoU is reported.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ pytestmark = MARKS
 
 MIN_IOU = 0.98
 LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_RELATIVE_MARGIN_ERROR = {"bf16": 0.15, "fp16": 0.03}
+MIN_CONFIDENT_AGREEMENT = 0.999
 
 
 def _compare(model, inputs, name: str, dtype: str, *, trained: bool = False) -> None:
@@ -39,20 +44,33 @@ def _compare(model, inputs, name: str, dtype: str, *, trained: bool = False) -> 
             low = model(*inputs).float()
     finite = bool(torch.isfinite(low).all())
     iou = mask_iou(low.argmax(1) == 1, ref.argmax(1) == 1)
-    agree = float((low.argmax(1) == ref.argmax(1)).float().mean())
+    agree_map = low.argmax(1) == ref.argmax(1)
+    margin = ref[:, 1] - ref[:, 0]  # (B, H, W) float32 decision margin
+    error = (low[:, 1] - low[:, 0]) - margin
+    rms_error = float(error.square().mean().sqrt())
+    relative = rms_error / max(float(margin.square().mean().sqrt()), 1e-12)
+    confident = margin.abs() > 4 * rms_error
+    confident_agree = float(agree_map[confident].float().mean()) if confident.any() else 1.0
     foreground = float((ref.argmax(1) == 1).float().mean())
     report(
         f"autocast {dtype} vs fp32: {name}",
         mask_iou=iou,
-        pixel_agreement=agree,
+        pixel_agreement=float(agree_map.float().mean()),
         foreground=foreground,
+        relative_margin_error=relative,
+        confident_pixels=float(confident.float().mean()),
+        confident_agreement=confident_agree,
     )
     assert finite, f"{name} {dtype}: non-finite logits"
-    figures = f"mask IoU {iou:.4f}, pixels agree {agree:.4f}, foreground {foreground:.3f}"
+    figures = (
+        f"mask IoU {iou:.4f}, margin error {relative:.3f} of the margins, "
+        f"confident pixels agree {confident_agree:.5f}, foreground {foreground:.3f}"
+    )
     if trained:
         assert iou >= MIN_IOU, f"{name} {dtype}: {figures}"
     else:
-        assert agree >= MIN_IOU, f"{name} {dtype}: {figures}"
+        assert relative <= MAX_RELATIVE_MARGIN_ERROR[dtype], f"{name} {dtype}: {figures}"
+        assert confident_agree >= MIN_CONFIDENT_AGREEMENT, f"{name} {dtype}: {figures}"
 
 
 @pytest.fixture(scope="module")

@@ -57,12 +57,14 @@ def relative_position_index(window: int) -> torch.Tensor:
     return (rel[0] + window - 1) * (2 * window - 1) + (rel[1] + window - 1)
 
 
-def shift_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def shift_mask(
+    height: int, width: int, window: int, shift: int, device: torch.device | None = None
+) -> torch.Tensor:
     """Additive mask (nW, w*w, w*w) separating the regions a cyclic shift brings together.
 
     ``height``/``width`` are already padded to multiples of ``window``.
     """
-    labels = torch.zeros(height, width)
+    labels = torch.zeros(height, width, device=device)
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
     region = 0
     for rows in bounds:
@@ -117,22 +119,31 @@ class WindowAttention(nn.Module):
         CPU (3x slower per call than the flash kernel in float32 and bf16).
 
         Without gradients (inference) the sum is cached per mask and weights
-        version, so repeated calls with the same shape reuse it.
+        version, so repeated eager calls with the same shape reuse it. Under
+        ``torch.compile`` it is built in the graph (the compiler folds it): the
+        cache's data-pointer key would break the graph, and filling it would
+        change the guarded module state and recompile.
         """
         if mask is None:
             return self.position_bias().unsqueeze(0).to(dtype)  # (1, h, n, n)
         table = self.relative_position_bias_table
         cacheable = not (torch.is_grad_enabled() and table.requires_grad)
+        if torch.compiler.is_compiling():
+            return self._masked_bias(mask, dtype)
         key = (mask, dtype, table.data_ptr(), table._version)
         cache = self._bias_cache
         if cacheable and cache is not None and _same_key(cache[0], key):
             return cache[1]
-        nW, n, _ = mask.shape
-        bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
-        bias = bias.reshape(1, nW * self.num_heads, n, n).to(dtype)  # (1, nW*h, n, n)
+        bias = self._masked_bias(mask, dtype)
         # a training forward must build its own bias (it carries the graph)
         self._bias_cache = (key, bias) if cacheable else None
         return bias
+
+    def _masked_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """mask (nW, n, n) -> position bias + mask, (1, nW*h, n, n) in ``dtype``."""
+        nW, n, _ = mask.shape
+        bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
+        return bias.reshape(1, nW * self.num_heads, n, n).to(dtype)  # (1, nW*h, n, n)
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """windows: (B, nW, n, C) with n = w*w; mask: (nW, n, n) or None -> (B, nW, n, C)."""
@@ -292,11 +303,13 @@ class MultiModalStage(nn.Module):
         """Shift mask for an (H, W) map, cached per padded shape and device."""
         w = self.window
         Hp, Wp = height + (-height) % w, width + (-width) % w
+        if torch.compiler.is_compiling():  # in the graph, no cache (see attention_bias)
+            return shift_mask(Hp, Wp, w, self.shift, device)
         key = (Hp, Wp, str(device))
         if key not in self._mask_cache:
             if len(self._mask_cache) > 32:
                 self._mask_cache.clear()
-            self._mask_cache[key] = shift_mask(Hp, Wp, w, self.shift).to(device)
+            self._mask_cache[key] = shift_mask(Hp, Wp, w, self.shift, device)
         return self._mask_cache[key]
 
     def forward(

@@ -37,20 +37,45 @@ def bert_config(config: TextEncoderConfig, *, attn_implementation: str = "sdpa")
 
 def build_text_encoder(config: TextEncoderConfig) -> nn.Module:
     """A randomly initialised ``BertModel`` without pooler."""
+    import transformers
     from transformers import BertModel
 
-    return BertModel(bert_config(config), add_pooling_layer=False)
+    encoder = BertModel(bert_config(config), add_pooling_layer=False)
+    # transformers >= 5 takes a prepared 4-D SDPA mask as it is (see _prepared_mask)
+    major = int(transformers.__version__.split(".")[0])
+    encoder.lavt_4d_mask = major >= 5 and encoder.config._attn_implementation == "sdpa"
+    return encoder
 
 
 def encode_text(
     encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """input_ids, attention_mask: (B, N) -> last hidden state (B, N, D)."""
+    """input_ids, attention_mask: (B, N) -> last hidden state (B, N, D).
+
+    Ids on the CPU are checked against the vocabulary (a mismatched tokenizer);
+    on an accelerator the check would make the host wait for the device at every
+    step, so there the tokenizer of :func:`lavt.tokenizer.tokenizer_for_model`
+    is what keeps ids in range.
+    """
     vocab = encoder.config.vocab_size
     tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # .max() would break graphs
-    if not tracing and input_ids.numel() and int(input_ids.max()) >= vocab:
-        raise ValueError(
-            f"token id {int(input_ids.max())} is outside the text encoder's vocabulary "
-            f"of {vocab}: the tokenizer does not match this model"
-        )
-    return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    if not tracing and input_ids.device.type == "cpu" and input_ids.numel():
+        if int(input_ids.max()) >= vocab:
+            raise ValueError(
+                f"token id {int(input_ids.max())} is outside the text encoder's vocabulary "
+                f"of {vocab}: the tokenizer does not match this model"
+            )
+    mask = _prepared_mask(encoder, attention_mask)
+    return encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+
+
+def _prepared_mask(encoder: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, N) 0/1 -> the (B, 1, 1, N) boolean mask SDPA takes, where transformers uses it as is.
+
+    transformers 5 returns a 4-D mask unchanged; from a 2-D one it first asks
+    whether every token is real (``mask.all()``), which on CUDA makes the host
+    wait for the device. Older versions and the eager attention take the 2-D mask.
+    """
+    if not getattr(encoder, "lavt_4d_mask", False):
+        return attention_mask
+    return attention_mask.bool()[:, None, None, :]  # (B, N) -> (B, 1, 1, N)

@@ -46,10 +46,13 @@ def cross_entropy_loss(
         target: (B, H, W) int64 in {0, 1}.
 
     Returns:
-        A float32 scalar.
+        A float32 scalar: sum(w[t] * ce) / sum(w[t]), as ``F.cross_entropy(weight=...)``.
+        The weights are picked from Python floats, so no weight tensor is copied to
+        the device (a host synchronisation on CUDA) at every step.
     """
-    weight = torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
-    return F.cross_entropy(logits.float(), target, weight=weight)
+    per_pixel = F.cross_entropy(logits.float(), target, reduction="none")  # (B, H, W)
+    weight = torch.where(target == 1, class_weights[1], class_weights[0])  # (B, H, W)
+    return (per_pixel * weight).sum() / weight.sum()
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
