@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from lavt.modeling import build_model
 
 
