@@ -9,6 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
+from lavt.commands.shared_flags import add_no_target_flags
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="allow browser calls from this origin (repeatable; default: no CORS)",
     )
+    add_no_target_flags(parser)
     parser.set_defaults(_flags={"request_timeout_s": "--request-timeout"})
 
 
@@ -73,12 +75,14 @@ def run(args: argparse.Namespace) -> int:
 
     from lavt.assets import default_model_path
     from lavt.checkpoint import load_model
+    from lavt.modeling.no_target import check_rule
     from lavt.runtime import parse_dtype, select_device
     from lavt.serve.adapter import ModelAdapter
     from lavt.serve.app import create_app
     from lavt.serve.config import ServeConfig
 
     _check_address(args.host, args.port)
+    check_rule(args.no_target_rule, args.area_threshold)
     config = ServeConfig(
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
@@ -94,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
     amp = parse_dtype(args.amp, param="amp")
     checkpoint = args.checkpoint if args.checkpoint is not None else default_model_path()
     model = load_model(checkpoint, device=device)
-    adapter = ModelAdapter(model, device=device, amp=amp, checkpoint=checkpoint)
+    adapter = ModelAdapter(
+        model,
+        device=device,
+        amp=amp,
+        checkpoint=checkpoint,
+        no_target_rule=args.no_target_rule,
+        area_threshold=args.area_threshold,
+    )
     app = create_app(adapter, config)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     log.info("serving %s on http://%s:%d/", adapter.name, args.host, args.port)

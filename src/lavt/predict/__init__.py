@@ -6,6 +6,6 @@
 """
 
 from lavt.predict.batch import predict_to_folder
-from lavt.predict.predictor import Prediction, Predictor
+from lavt.predict.predictor import Prediction, Predictor, predictions_from_logits
 
-__all__ = ["Prediction", "Predictor", "predict_to_folder"]
+__all__ = ["Prediction", "Predictor", "predict_to_folder", "predictions_from_logits"]

@@ -194,35 +194,19 @@ class Predictor:
                         attention[start:stop].to(self.device),
                         return_no_target=True,
                     )  # (c, 2, S, S), (c, 2) or None
-                no_target = decide_no_target(
-                    logits.float(),
-                    nt_logits,
-                    rule=self.no_target_rule,
-                    area_threshold=self.area_threshold,
-                ).tolist()  # (c,)
-                nt_probs = (
-                    [None] * (stop - start)
-                    if nt_logits is None
-                    else no_target_probability(nt_logits).tolist()
-                )
-            for row in range(stop - start):
+            rows = predictions_from_logits(
+                texts[start:stop],
+                logits,
+                nt_logits,
+                (height, width),
+                rule=self.no_target_rule,
+                area_threshold=self.area_threshold,
+                probability=probability,
+            )
+            for _ in range(stop - start):
                 with self._memory_errors(width, height):
-                    found = not no_target[row]
-                    result = self._one(logits[row : row + 1], (height, width), probability, found)
-                yield Prediction(texts[start + row], *result, found, nt_probs[row])
-
-    def _one(
-        self, logits: torch.Tensor, size: tuple[int, int], probability: bool, found: bool
-    ) -> tuple[np.ndarray, float, np.ndarray | None]:
-        """(1, 2, S, S) logits -> mask (H, W) bool (empty unless ``found``), mean foreground
-        probability, probabilities."""
-        foreground = LAVT.postprocess(logits, size)[0]  # (H, W) log-odds
-        mask = foreground > 0
-        if not found:
-            mask = torch.zeros_like(mask)
-        score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
-        probs = foreground.sigmoid_().cpu().numpy() if probability else None
-        return mask.cpu().numpy(), score, probs
+                    prediction = next(rows)
+                yield prediction
 
     @contextlib.contextmanager
     def _memory_errors(self, width: int, height: int) -> Iterator[None]:
@@ -239,3 +223,41 @@ class Predictor:
                 f"out of memory on {self.device} for a {width}x{height} image "
                 f"({text[:160]}); use a smaller image or fewer expressions per chunk"
             ) from None
+
+
+def predictions_from_logits(
+    texts: Sequence[str],
+    logits: torch.Tensor,
+    no_target_logits: torch.Tensor | None,
+    size: tuple[int, int],
+    *,
+    rule: str,
+    area_threshold: int = 0,
+    probability: bool = False,
+) -> Iterator[Prediction]:
+    """Model outputs -> one :class:`Prediction` per text, at the image's ``size`` (H, W).
+
+    ``logits`` (E, 2, S, S) and ``no_target_logits`` (E, 2) (None without a head)
+    are one forward's outputs for ``texts``; ``rule`` is ``head`` or ``area`` (as
+    resolved by :func:`lavt.modeling.no_target.resolve_rule`). The one postprocessing
+    of :class:`Predictor` and ``lavt serve``: each expression is brought to full
+    size alone (:meth:`LAVT.postprocess`), so memory does not grow with E; the mask
+    is empty when nothing is found.
+    """
+    no_target = decide_no_target(
+        logits.float(), no_target_logits, rule=rule, area_threshold=area_threshold
+    ).tolist()  # (E,)
+    nt_probs = (
+        [None] * len(texts)
+        if no_target_logits is None
+        else no_target_probability(no_target_logits).tolist()
+    )
+    for row, text in enumerate(texts):
+        found = not no_target[row]
+        foreground = LAVT.postprocess(logits[row : row + 1], size)[0]  # (H, W) log-odds
+        mask = foreground > 0
+        if not found:
+            mask = torch.zeros_like(mask)
+        score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+        probs = foreground.sigmoid_().cpu().numpy() if probability else None
+        yield Prediction(text, mask.cpu().numpy(), score, probs, found, nt_probs[row])

@@ -5,10 +5,11 @@ is the mask ``lavt predict`` writes for the same image and text:
 
 - :meth:`ModelAdapter.prepare`: one image + its texts -> tensors
   (:func:`lavt.data.transforms.image_to_tensor`, the model's tokenizer);
-- :meth:`ModelAdapter.forward`: one batch of image-expression pairs -> logits;
-- :meth:`ModelAdapter.postprocess`: logits -> :class:`lavt.predict.Prediction`
-  at the image's own size, through the model-owned :meth:`LAVT.postprocess`
-  as ``Predictor`` does.
+- :meth:`ModelAdapter.forward`: one batch of image-expression pairs -> mask
+  logits and, with a no-target head, its logits;
+- :meth:`ModelAdapter.postprocess`: those -> :class:`lavt.predict.Prediction`
+  at the image's own size, through the predictor's own
+  :func:`lavt.predict.predictions_from_logits` (the "no object" decision too).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from PIL import Image
 
 from lavt.data.transforms import image_to_tensor
 from lavt.modeling import LAVT
-from lavt.predict import Prediction
+from lavt.modeling.no_target import check_rule, resolve_rule
+from lavt.predict import Prediction, predictions_from_logits
 from lavt.runtime import autocast, dtype_name
 from lavt.tokenizer import tokenizer_for_model
 
@@ -52,9 +54,15 @@ class ModelAdapter:
         device: torch.device,
         amp: torch.dtype | None = None,
         checkpoint: str | Path | None = None,
+        no_target_rule: str = "auto",
+        area_threshold: int = 0,
     ) -> None:
+        check_rule(no_target_rule, area_threshold)
         self.device = device
         self.model = model.to(device).eval()
+        self.has_head = getattr(model, "no_target_head", None) is not None
+        self.no_target_rule = resolve_rule(no_target_rule, self.has_head)
+        self.area_threshold = area_threshold
         self.amp = amp
         self.tokenizer = tokenizer_for_model(model)
         self.img_size = int(model.config.img_size)
@@ -87,6 +95,11 @@ class ModelAdapter:
             },
             "device": str(self.device),
             "amp": dtype_name(self.amp),
+            "no_target": {
+                "head": self.has_head,
+                "rule": self.no_target_rule,
+                "area_threshold": self.area_threshold,
+            },
         }
 
     def prepare(self, picture: Image.Image, texts: list[str]) -> PreparedImage:
@@ -99,30 +112,36 @@ class ModelAdapter:
     @torch.inference_mode()
     def forward(
         self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """pixels (B, 3, S, S), input_ids/attention_mask (B, N) -> logits (B, 2, S, S) float32."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """pixels (B, 3, S, S), input_ids/attention_mask (B, N) -> mask logits (B, 2, S, S)
+        float32 and no-target logits (B, 2) float32, or None without a head."""
         with autocast(self.device, self.amp):
-            logits = self.model(
+            logits, no_target = self.model(
                 pixels.to(self.device),
                 input_ids.to(self.device),
                 attention_mask.to(self.device),
+                return_no_target=True,
             )
-        return logits.float()
+        return logits.float(), None if no_target is None else no_target.float()
 
     @torch.inference_mode()
     def postprocess(
-        self, logits: torch.Tensor, texts: list[str], height: int, width: int
+        self,
+        outputs: tuple[torch.Tensor, torch.Tensor | None],
+        texts: list[str],
+        height: int,
+        width: int,
     ) -> list[Prediction]:
-        """logits (E, 2, S, S) -> one :class:`Prediction` per text, at (height, width).
-
-        Through the model-owned :meth:`LAVT.postprocess` one expression at a
-        time (memory does not grow with E), with the predictor's mask
-        (log-odds > 0) and score (mean sigmoid over the mask).
-        """
-        predictions = []
-        for row, text in enumerate(texts):
-            foreground = LAVT.postprocess(logits[row : row + 1], (height, width))[0]  # (H, W)
-            mask = foreground > 0
-            score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
-            predictions.append(Prediction(text, mask.cpu().numpy(), score))
-        return predictions
+        """(mask logits (E, 2, S, S), no-target logits (E, 2) or None) -> one
+        :class:`Prediction` per text at (height, width), as ``Predictor`` makes them."""
+        logits, no_target = outputs
+        return list(
+            predictions_from_logits(
+                texts,
+                logits,
+                no_target,
+                (height, width),
+                rule=self.no_target_rule,
+                area_threshold=self.area_threshold,
+            )
+        )

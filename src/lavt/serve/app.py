@@ -133,12 +133,12 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
             message = f"server busy: {err}; retry later"
             raise ApiError(503, message, headers={"Retry-After": "1"}) from None
         try:
-            logits = await asyncio.wrap_future(job.future)  # (E, 2, S, S)
+            outputs = await asyncio.wrap_future(job.future)  # (E, 2, S, S), (E, 2) or None
         except asyncio.CancelledError:
             batcher.cancel(job)
             raise
         predictions = await run_in_threadpool(
-            adapter.postprocess, logits, prepared.texts, prepared.height, prepared.width
+            adapter.postprocess, outputs, prepared.texts, prepared.height, prepared.width
         )
         results = [encode_prediction(p, return_png=parsed.return_png) for p in predictions]
         return JSONResponse(

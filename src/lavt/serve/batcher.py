@@ -158,13 +158,21 @@ class DynamicBatcher:
         ids = torch.cat([job.prepared.input_ids[a:b] for job, a, b in rows])  # (B, N)
         attention = torch.cat([job.prepared.attention_mask[a:b] for job, a, b in rows])  # (B, N)
         self._on_batch(pixels.shape[0])
-        logits = self.adapter.forward(pixels, ids, attention)  # (B, 2, S, S)
+        logits, no_target = self.adapter.forward(pixels, ids, attention)  # (B, 2, S, S), (B, 2)
         offset = 0
         for job, a, b in rows:
-            job.parts.append(logits[offset : offset + b - a])
+            part = slice(offset, offset + b - a)
+            job.parts.append((logits[part], None if no_target is None else no_target[part]))
             offset += b - a
             if b == job.prepared.num_pairs:
-                _settle(job.future, result=torch.cat(job.parts))  # (E, 2, S, S)
+                _settle(job.future, result=_joined(job.parts))
+
+
+def _joined(parts: list[tuple[torch.Tensor, torch.Tensor | None]]):
+    """A request's pieces -> (mask logits (E, 2, S, S), no-target logits (E, 2) or None)."""
+    logits = torch.cat([p[0] for p in parts])
+    no_target = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+    return logits, no_target
 
 
 def _settle(

@@ -112,7 +112,7 @@ function legendEntry(result, index, colour, layer, decoded) {
   swatch.style.background = `rgb(${colour.join(",")})`;
   const text = document.createElement("span");
   text.className = "text";
-  text.textContent = `${result.text} (score ${result.score.toFixed(2)}, ${result.area} px)`;
+  text.textContent = resultLine(result);
   const link = document.createElement("a");
   link.textContent = "mask PNG";
   link.className = "download";
@@ -120,6 +120,14 @@ function legendEntry(result, index, colour, layer, decoded) {
   link.href = maskPngUrl(decoded);
   item.append(toggle, swatch, text, link);
   return item;
+}
+
+// "text (score, area)", or "text: no object" when the model says it names none
+function resultLine(result) {
+  const noTarget = result.no_target_probability === undefined
+    ? "" : `, no-object probability ${result.no_target_probability.toFixed(2)}`;
+  if (result.found === false) return `${result.text}: no object found${noTarget}`;
+  return `${result.text} (score ${result.score.toFixed(2)}, ${result.area} px${noTarget})`;
 }
 
 function drawResults(response) {
