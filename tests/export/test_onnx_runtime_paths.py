@@ -129,3 +129,24 @@ def test_postprocess_is_the_models(files):
     logits = torch.randn(2, 2, SIZE, SIZE)
     runner = OnnxLAVT(files / "tiny.onnx")
     assert torch.equal(runner.postprocess(logits, (30, 40)), LAVT.postprocess(logits, (30, 40)))
+
+
+@pytest.mark.slow
+def test_no_target_head_is_exported(tmp_path):
+    """A head model's graph has a second output; the predictor on onnxruntime decides
+    "no object" as on PyTorch, with the same probabilities."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config(img_size=SIZE, no_target_head=True))
+    save_checkpoint(tmp_path / "head.pt", model)
+    result = export_onnx(tmp_path / "head.pt", tmp_path / "head.onnx", simplify=False)
+    assert result.metadata.output_names == ("logits", "no_target_logits")
+    assert result.max_relative_error <= 1e-4
+    image = Image.open(_scene(tmp_path / "scene.png"))
+    onnx = Predictor.from_checkpoint(tmp_path / "head.onnx", device="cpu", runtime="onnxruntime")
+    assert onnx.no_target_rule == "head"
+    reference = Predictor(load_model(tmp_path / "head.pt"), device="cpu")
+    for a, b in zip(onnx.predict(image, TEXTS), reference.predict(image, TEXTS), strict=True):
+        assert a.no_target_probability == pytest.approx(b.no_target_probability, abs=1e-5)
+        assert a.found == b.found
+        if not a.found:
+            assert not a.mask.any()

@@ -24,6 +24,8 @@ PREFIX = "lavt."
 
 INPUT_NAMES = ("image", "input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits",)
+#: the second output of a model with a no-target head: (B, 2), class 1 = "no object"
+NO_TARGET_OUTPUT = "no_target_logits"
 
 PREPROCESS = (
     "RGB image resized to img_size x img_size (bilinear, aspect ratio not kept), "
@@ -35,7 +37,9 @@ TOKENIZATION = (
 )
 POSTPROCESS = (
     "logits (B, 2, img_size, img_size): resize bilinearly (align_corners=False) to the "
-    "image size, softmax over axis 1; class 1 > 0.5 is the referred object"
+    "image size, softmax over axis 1; class 1 > 0.5 is the referred object. "
+    "no_target_logits (B, 2), where the model has a no-target head: softmax, class 1 > 0.5 "
+    "means the expression names no object (the mask is then empty)"
 )
 
 
@@ -58,6 +62,12 @@ class OnnxMetadata:
     std: tuple[float, ...] = IMAGENET_STD
     source: str = ""
     producer: str = ""
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """``("logits",)``, plus ``"no_target_logits"`` for a model with a no-target head."""
+        head = getattr(self.config, "no_target_head", False)
+        return (*OUTPUT_NAMES, NO_TARGET_OUTPUT) if head else OUTPUT_NAMES
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` entries (keys prefixed ``lavt.``)."""

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from lavt.errors import CheckpointError, InputError
-from lavt.export.metadata import INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from lavt.export.metadata import INPUT_NAMES, OnnxMetadata
 from lavt.modeling.lavt import LAVT
 from lavt.runtime import atomic_path
 
@@ -203,7 +203,10 @@ def _producer() -> str:
 
 
 class _Exportable(nn.Module):
-    """The traced function: float32 logits whatever the model's own dtype."""
+    """The traced function: float32 outputs whatever the model's own dtype.
+
+    Mask logits (B, 2, H, W); with a no-target head also its logits (B, 2).
+    """
 
     def __init__(self, model: LAVT) -> None:
         super().__init__()
@@ -211,8 +214,11 @@ class _Exportable(nn.Module):
 
     def forward(
         self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        return self.model(image, input_ids, attention_mask).float()  # (B, 2, H, W)
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.model.no_target_head is None:
+            return self.model(image, input_ids, attention_mask).float()
+        logits, no_target = self.model(image, input_ids, attention_mask, return_no_target=True)
+        return logits.float(), no_target.float()
 
 
 def example_inputs(
@@ -234,7 +240,7 @@ def example_inputs(
 
 def _trace(model: LAVT, metadata: OnnxMetadata, opset: int, path: Path) -> None:
     batch = 2 if metadata.dynamic_batch else 1  # 2: no size-1 specialisation in the trace
-    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, *metadata.output_names)}
     with warnings.catch_warnings():
         # size-dependent Python branches are expected: H, W and N are fixed by design
         warnings.simplefilter("ignore")
@@ -245,7 +251,7 @@ def _trace(model: LAVT, metadata: OnnxMetadata, opset: int, path: Path) -> None:
             dynamo=False,
             opset_version=opset,
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(metadata.output_names),
             dynamic_axes=dynamic if metadata.dynamic_batch else None,
             do_constant_folding=True,
         )
@@ -303,15 +309,21 @@ def _cpu_float32(model: LAVT) -> LAVT:
     return model.eval()
 
 
-def _reference(model: LAVT, metadata: OnnxMetadata) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """PyTorch logits on a verification batch (3 rows if dynamic: not the traced size)."""
+def _reference(
+    model: LAVT, metadata: OnnxMetadata
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """PyTorch outputs by name on a verification batch (3 rows if dynamic: not the
+    traced size), and the feeds that gave them."""
     inputs = example_inputs(3 if metadata.dynamic_batch else 1, metadata, seed=1)
     with torch.no_grad():
-        expected = model(*inputs).float().numpy()
+        outputs = _Exportable(model)(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    expected = {name: t.numpy() for name, t in zip(metadata.output_names, outputs, strict=True)}
     return expected, {name: t.numpy() for name, t in zip(INPUT_NAMES, inputs, strict=True)}
 
 
-def _relative_error(graph, feeds: dict[str, np.ndarray], expected: np.ndarray) -> float:
+def _relative_error(graph, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> float:
+    """Largest |onnxruntime - PyTorch| / max |PyTorch| over the outputs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -319,9 +331,12 @@ def _relative_error(graph, feeds: dict[str, np.ndarray], expected: np.ndarray) -
     session = ort.InferenceSession(
         graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    (logits,) = session.run(list(OUTPUT_NAMES), feeds)
-    scale = max(float(np.abs(expected).max()), 1e-12)
-    return float(np.abs(logits.astype(np.float32) - expected).max()) / scale
+    got = session.run(list(expected), feeds)
+    errors = []
+    for value, want in zip(got, expected.values(), strict=True):
+        scale = max(float(np.abs(want).max()), 1e-12)
+        errors.append(float(np.abs(value.astype(np.float32) - want).max()) / scale)
+    return max(errors)
 
 
 def _check(graph, where: str) -> None:

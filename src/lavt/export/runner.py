@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lavt.errors import CheckpointError, InputError
-from lavt.export.metadata import INPUT_NAMES, OUTPUT_NAMES, OnnxMetadata
+from lavt.export.metadata import INPUT_NAMES, NO_TARGET_OUTPUT, OnnxMetadata
 from lavt.modeling.lavt import LAVTOutput
 from lavt.runtime import check_readable_file
 
@@ -70,6 +70,12 @@ class OnnxLAVT:
         return self.metadata.vocab
 
     @property
+    def no_target_head(self) -> bool | None:
+        """True when the graph carries a no-target head's logits, else None (as on a
+        LAVT without one: callers test ``is not None``)."""
+        return True if NO_TARGET_OUTPUT in self.metadata.output_names else None
+
+    @property
     def img_size(self) -> int:
         return self.metadata.img_size
 
@@ -116,8 +122,8 @@ class OnnxLAVT:
     ) -> torch.Tensor | LAVTOutput:
         """image (B, 3, S, S); input_ids, attention_mask (B, N) -> logits (B, 2, S, S) float32.
 
-        ``return_no_target=True`` returns ``LAVTOutput(logits, None)`` like a LAVT without
-        a no-target head (the exported graph carries the mask logits only).
+        ``return_no_target=True`` returns ``LAVTOutput(logits, no_target_logits)`` as a
+        LAVT does: the graph's (B, 2) no-target logits, or None when it has no head.
         """
         self._check_inputs(image, input_ids)
         feeds = {
@@ -126,20 +132,23 @@ class OnnxLAVT:
             "attention_mask": attention_mask.detach().long().cpu().numpy(),
         }
         if self.metadata.dynamic_batch:
-            logits = self._run(feeds)
+            outputs = self._run(feeds)
         else:  # a static graph takes one row at a time
-            rows = len(feeds["image"])
-            logits = np.concatenate(
-                [self._run({k: v[r : r + 1] for k, v in feeds.items()}) for r in range(rows)]
-            )
-        out = torch.from_numpy(logits).to(self.device)
-        return LAVTOutput(out, None) if return_no_target else out
+            rows = [
+                self._run({k: v[r : r + 1] for k, v in feeds.items()})
+                for r in range(len(feeds["image"]))
+            ]
+            outputs = [np.concatenate(parts) for parts in zip(*rows, strict=True)]
+        logits, *head = [torch.from_numpy(o).to(self.device) for o in outputs]
+        if not return_no_target:
+            return logits
+        return LAVTOutput(logits, head[0] if head else None)
 
     forward = __call__
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        (logits,) = self._session.run(list(OUTPUT_NAMES), feeds)
-        return logits
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The graph's outputs in ``metadata.output_names`` order."""
+        return self._session.run(list(self.metadata.output_names), feeds)
 
     def _check_inputs(self, image: torch.Tensor, input_ids: torch.Tensor) -> None:
         size, tokens = self.metadata.img_size, self.metadata.max_tokens
@@ -190,10 +199,11 @@ class OnnxLAVT:
     def _check_signature(self) -> None:
         inputs = tuple(i.name for i in self._session.get_inputs())
         outputs = tuple(o.name for o in self._session.get_outputs())
-        if inputs != INPUT_NAMES or outputs != OUTPUT_NAMES:
+        expected = self.metadata.output_names
+        if inputs != INPUT_NAMES or outputs != expected:
             raise CheckpointError(
                 f"{self.path}: graph inputs {inputs} / outputs {outputs} are not "
-                f"{INPUT_NAMES} / {OUTPUT_NAMES}"
+                f"{INPUT_NAMES} / {expected}"
             )
 
     def __repr__(self) -> str:
