@@ -26,17 +26,16 @@ from pathlib import Path
 
 from lavt.data.synthetic.expressions import expressions_for
 from lavt.data.synthetic.generalized import multi_target_expressions, no_target_expressions
-from lavt.data.synthetic.scenes import SHAPES, _background, _sample_scene, render_scene
+from lavt.data.synthetic.scenes import SHAPES
 from lavt.data.synthetic.writer import (
     SynthSummary,
-    _add_annotations,
     _check_arguments,
     _prepare_root,
-    _split_plan,
     _summary,
+    write_annotations,
+    write_scenes,
 )
 from lavt.errors import InputError
-from lavt.runtime import atomic_write_bytes
 
 GRES_IMAGE_SUBDIR = Path("images") / "train2014"
 MAX_GROUP_SENTENCES = 3
@@ -89,32 +88,20 @@ def generate_generalized_dataset(
     ann_dir = root / "grefcoco"
     refs_path = ann_dir / "grefs(unc).json"
     _prepare_root(root, refs_path, overwrite=overwrite)
-    image_dir = root / GRES_IMAGE_SUBDIR
-    image_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    width, height = image_size
     rng = random.Random(seed)
     images, annotations, refs = [], [], []
-    for index, split in enumerate(_split_plan(rng, num_images)):
-        image_id = index + 1
-        objects = _sample_scene(rng, width, height, None)
-        file_name = f"COCO_train2014_{image_id:012d}.jpg"
-        render_scene(objects, _background(rng, width, height)).save(
-            image_dir / file_name, format="JPEG", quality=95
-        )
-        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        ann_ids = _add_annotations(annotations, objects, image_id)
+    for split, image_id, objects, ann_ids in write_scenes(
+        rng, root / GRES_IMAGE_SUBDIR, num_images, image_size, images, annotations,
+        progress=progress,
+    ):  # fmt: skip
         category = {a: SHAPES.index(o.shape) + 1 for a, o in zip(ann_ids, objects, strict=True)}
-        scene = _scene_refs(rng, objects, ann_ids, min(width, height), no_target_fraction)
+        scene = _scene_refs(rng, objects, ann_ids, min(image_size), no_target_fraction)
         for targets, sentences in scene:
             categories = [category.get(a, -1) for a in targets]
             _add_gref(refs, split, image_id, targets, categories, sentences)
-        if progress is not None:
-            progress(index + 1)
-    categories = [{"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(SHAPES)]
-    instances = {"images": images, "annotations": annotations, "categories": categories}
-    atomic_write_bytes(ann_dir / "instances.json", json.dumps(instances, sort_keys=True).encode())
-    atomic_write_bytes(refs_path, json.dumps(refs, sort_keys=True).encode())
+    write_annotations(
+        ann_dir, images, annotations, refs_path, json.dumps(refs, sort_keys=True).encode()
+    )
     return _summary(root, images, refs)
 
 

@@ -25,7 +25,7 @@ import json
 import os
 import pickle
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,34 +142,63 @@ def generate_dataset(
     ann_dir = root / dataset
     refs_path = ann_dir / "refs(unc).p"
     _prepare_root(root, refs_path, overwrite=overwrite)
-    image_dir = root / IMAGE_SUBDIR
-    image_dir.mkdir(parents=True, exist_ok=True)
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    width, height = image_size
     rng = random.Random(seed)
-    plan = _split_plan(rng, num_images)
     images, annotations, refs = [], [], []
-    for index, split in enumerate(plan):
-        image_id = index + 1
-        need = {"testA": "circle", "testB": "other"}.get(split)
-        objects = _sample_scene(rng, width, height, need)
-        file_name = f"COCO_train2014_{image_id:012d}.jpg"
-        picture = render_scene(objects, _background(rng, width, height))
-        picture.save(image_dir / file_name, format="JPEG", quality=95)
-        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        ann_ids = _add_annotations(annotations, objects, image_id)
+    side = min(image_size)
+    need = {"testA": "circle", "testB": "other"}.get
+    for split, image_id, objects, ann_ids in write_scenes(
+        rng, root / IMAGE_SUBDIR, num_images, image_size, images, annotations,
+        need=need, progress=progress,
+    ):  # fmt: skip
         for i in _referred(split, objects):
-            sentences = expressions_for(rng, objects, objects[i], min(width, height))
+            sentences = expressions_for(rng, objects, objects[i], side)
             _add_ref(
                 refs, split, image_id, ann_ids[i], SHAPES.index(objects[i].shape) + 1, sentences
             )
+    write_annotations(ann_dir, images, annotations, refs_path, pickle.dumps(refs, protocol=2))
+    return _summary(root, images, refs)
+
+
+def write_scenes(
+    rng: random.Random,
+    image_dir: Path,
+    num_images: int,
+    image_size: tuple[int, int],
+    images: list,
+    annotations: list,
+    *,
+    need: Callable[[str], str | None] = lambda split: None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[str, int, list[SceneObject], list[int]]]:
+    """The scene loop of both layouts: per image, sample, render and save the scene,
+    record it in ``images``/``annotations``, and yield (split, image_id, objects,
+    annotation ids) for the caller to add its refs (with the same ``rng``, so a seed
+    gives the same bytes). ``need(split)`` asks for a circle/non-circle in the scene.
+    """
+    width, height = image_size
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for index, split in enumerate(_split_plan(rng, num_images)):
+        image_id = index + 1
+        objects = _sample_scene(rng, width, height, need(split))
+        file_name = f"COCO_train2014_{image_id:012d}.jpg"
+        render_scene(objects, _background(rng, width, height)).save(
+            image_dir / file_name, format="JPEG", quality=95
+        )
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        yield split, image_id, objects, _add_annotations(annotations, objects, image_id)
         if progress is not None:
             progress(index + 1)
+
+
+def write_annotations(
+    ann_dir: Path, images: list, annotations: list, refs_path: Path, refs: bytes
+) -> None:
+    """``instances.json`` and the refs file, last and atomically."""
+    ann_dir.mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(SHAPES)]
     instances = {"images": images, "annotations": annotations, "categories": categories}
     atomic_write_bytes(ann_dir / "instances.json", json.dumps(instances, sort_keys=True).encode())
-    atomic_write_bytes(refs_path, pickle.dumps(refs, protocol=2))
-    return _summary(root, images, refs)
+    atomic_write_bytes(refs_path, refs)
 
 
 def _add_annotations(annotations: list, objects: list[SceneObject], image_id: int) -> list[int]:
