@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,9 @@ def tiny_model():
 
     torch.manual_seed(0)
     return build_model(tiny_config()).eval()
+
+
+def lavt_torchrun(*args: str, processes: int = 2) -> list[str]:
+    """The command line of ``torchrun --standalone`` running ``python -m lavt ARGS``."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*launcher, "--nproc_per_node", str(processes), "-m", "lavt", *args]

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import lavt_torchrun, tiny_config
 from lavt.checkpoint import save_checkpoint
 from lavt.cli import main
 from lavt.data.synthetic import generate_dataset
@@ -110,17 +109,7 @@ def test_two_processes_match_one(setup, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(_args(setup, one)) == 0
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "lavt",
-        *_args(setup, two),
-    ]
+    cmd = lavt_torchrun(*_args(setup, two))
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((one / "metrics.json").read_text()) == json.loads(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from test_trainer import _env, _model, _tiny_yaml, synth_root  # noqa: F401
 
 import lavt.train
+from conftest import lavt_torchrun
 from lavt.checkpoint import read_torch_file
 from lavt.cli import main as cli_main
 from lavt.errors import InputError, LavtError
@@ -127,8 +127,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_workers_stop_when_the_torchrun_launcher_dies(tmp_path, synth_root):  # noqa: F811
     config = _tiny_yaml(tmp_path, synth_root, epochs=100, batch_size=2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "lavt", "train", "--config", str(config)]
+    cmd = lavt_torchrun("train", "--config", str(config))
     launcher = subprocess.Popen(
         cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

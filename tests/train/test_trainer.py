@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import lavt_torchrun, tiny_config
 from lavt.checkpoint import load_swin_imagenet_weights, read_torch_file, save_checkpoint
 from lavt.errors import CheckpointError, InputError, LavtError
 from lavt.modeling import build_model
@@ -451,19 +451,7 @@ def test_init_weights_starts_from_a_checkpoint(tmp_path, synth_root, capsys):
 @pytest.mark.slow
 def test_torchrun_two_processes_train_and_validate(tmp_path, synth_root):
     config = _tiny_yaml(tmp_path, synth_root, epochs=1, batch_size=2)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "lavt",
-        "train",
-        "--config",
-        str(config),
-    ]
+    cmd = lavt_torchrun("train", "--config", str(config))
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = tmp_path / "runs" / "tiny"
