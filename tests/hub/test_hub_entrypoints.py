@@ -291,3 +291,25 @@ def test_train_init_weights_name_offline_fails_early_in_one_line(
     assert "--init-weights lavt_one-refcoco" in err and "LAVT_OFFLINE" in err
     assert str(lavt_home / "weights" / "lavt_one-refcoco.pth") in err
     assert not runs.exists()  # refused before anything was written
+
+
+def test_weights_path_looks_up_hf_uris_in_the_hub_cache(monkeypatch, tmp_path, capsys):
+    """A real Hugging Face cache layout (refs/main -> snapshots/<commit>/file), no network."""
+    pytest.importorskip("huggingface_hub")
+    hub = tmp_path / "hub"
+    repo = hub / "models--owner--repo"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit / "weights"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.pth").write_bytes(b"weights")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    assert cli_main(["weights", "path", "hf://owner/repo/weights/model.pth"]) == 0
+    assert capsys.readouterr().out.strip() == str(snapshot / "model.pth")
+    assert cli_main(["weights", "path", "hf://owner/repo/weights/other.pth"]) == 1
+    err = capsys.readouterr().err
+    assert "not in the Hugging Face cache" in err and "Traceback" not in err

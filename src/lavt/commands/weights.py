@@ -113,6 +113,8 @@ def _path(source: str) -> int:
     from lavt.hub import cache
     from lavt.hub.resolve import cache_path
 
+    if source.lower().startswith("hf://"):
+        return _hf_path(source)
     path = cache_path(source)
     copy = cache.safetensors_copy_path(path)
     found = copy if copy.exists() else path
@@ -120,6 +122,19 @@ def _path(source: str) -> int:
     if not found.exists():
         print(f"(not downloaded yet: lavt weights fetch {source})", file=sys.stderr)
         return 1
+    return 0
+
+
+def _hf_path(source: str) -> int:
+    """The Hugging Face cache's file for an hf:// source (looked up, never downloaded)."""
+    from lavt.hub.hf import hf_cached_path
+
+    found = hf_cached_path(source)
+    if found is None:
+        print(f"{source}: not in the Hugging Face cache (lavt weights fetch {source})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(found)
     return 0
 
 

@@ -57,6 +57,19 @@ def hf_download(uri: str, *, label: str) -> Path:
     return path
 
 
+def hf_cached_path(uri: str) -> Path | None:
+    """Where ``uri`` sits in the Hugging Face cache, or None when it is not there (no network)."""
+    repo_id, filename, revision = parse_hf_uri(uri)
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise CheckpointError(
+            f"{uri}: hf:// sources need huggingface_hub (pip install 'lavt[hub]')"
+        ) from None
+    found = huggingface_hub.try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
 def _check_lfs_blob(path: Path, label: str) -> None:
     """A cache entry that links to a blob named by a sha256 must hash to that name."""
     blob = path.resolve()
