@@ -12,12 +12,14 @@ docs/training.md, "Initialisation".
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from lavt.checkpoint.io import (
     StateDict,
@@ -32,12 +34,22 @@ from lavt.errors import CheckpointError
 from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.lavt import LAVT
-from lavt.modeling.swin import resize_bias_table
 
 log = logging.getLogger("lavt")
 
 #: backbone tensors the Swin classifier has no counterpart for (PWAMs, gates, stage norms).
 _LAVT_ONLY_BACKBONE = re.compile(r"backbone\.(layers\.\d+\.(fusion|res_gate)\.|norm\d\.)")
+
+
+def resize_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """Resize a ((2w'-1)^2, h) bias table to window ``window`` bicubically (as an image)."""
+    old = math.isqrt(table.shape[0])
+    new = 2 * window - 1
+    if old == new:
+        return table
+    image = table.T.reshape(1, -1, old, old)  # ((2w'-1)^2, h) -> (1, h, 2w'-1, 2w'-1)
+    image = F.interpolate(image.float(), size=(new, new), mode="bicubic", align_corners=False)
+    return image.reshape(-1, new * new).T.to(table.dtype)  # (1, h, new, new) -> (new^2, h)
 
 
 def filter_swin_imagenet_state_dict(sd: Mapping[str, torch.Tensor], window: int) -> StateDict:

@@ -15,8 +15,6 @@ than the window.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -398,14 +396,3 @@ def _init_swin_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
     elif isinstance(module, WindowAttention):
         nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
-
-
-def resize_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
-    """Resize a ((2w'-1)^2, h) bias table to window ``window`` bicubically (as an image)."""
-    old = math.isqrt(table.shape[0])
-    new = 2 * window - 1
-    if old == new:
-        return table
-    image = table.T.reshape(1, -1, old, old)  # ((2w'-1)^2, h) -> (1, h, 2w'-1, 2w'-1)
-    image = F.interpolate(image.float(), size=(new, new), mode="bicubic", align_corners=False)
-    return image.reshape(-1, new * new).T.to(table.dtype)  # (1, h, new, new) -> (new^2, h)
