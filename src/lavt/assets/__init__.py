@@ -2,6 +2,10 @@
 
 - ``default_model_path()``: the small LAVT trained on ``lavt synth`` scenes
   (float16 safetensors), used when no checkpoint is given;
+- ``generalized_model_path()``: the same small LAVT with a no-target head, trained
+  on ``lavt synth --generalized`` scenes (docs/gres.md);
+- ``BUNDLED_MODELS``: the names under which a checkpoint argument finds them
+  (``--checkpoint synthetic-generalized``);
 - ``bert_vocab_path()``: the bert-base-uncased WordPiece vocabulary (30,522 lines).
 
 Neither the predictor nor the data generator owns these; both ask here.
@@ -15,6 +19,9 @@ from pathlib import Path
 from lavt.errors import CheckpointError
 
 DEFAULT_MODEL = "lavt_synthetic.safetensors"
+GENERALIZED_MODEL = "lavt_synthetic_generalized.safetensors"
+#: checkpoint names -> bundled files
+BUNDLED_MODELS = {"synthetic": DEFAULT_MODEL, "synthetic-generalized": GENERALIZED_MODEL}
 BERT_VOCAB = "bert-base-uncased-vocab.txt"
 
 
@@ -29,6 +36,11 @@ def asset_path(name: str) -> Path:
 def default_model_path() -> Path:
     """The small default model shipped in the package (trained on ``lavt synth`` scenes)."""
     return asset_path(DEFAULT_MODEL)
+
+
+def generalized_model_path() -> Path:
+    """The small generalized model (no-target head) shipped in the package."""
+    return asset_path(GENERALIZED_MODEL)
 
 
 def bert_vocab_path() -> Path:

@@ -38,6 +38,7 @@ def _results(results: dict[str, float]) -> str:
 
 
 def _list(as_json: bool) -> int:
+    from lavt.assets import BUNDLED_MODELS
     from lavt.hub.registry import all_entries
     from lavt.hub.resolve import entry_path
 
@@ -69,6 +70,7 @@ def _list(as_json: bool) -> int:
         "\n* = in the cache. Overall IoU (%) as published in the LAVT README; "
         "mean IoU: n/a. bert-base-uncased loads through the transformers cache."
     )
+    print(f"Bundled in the package (never downloaded): {', '.join(BUNDLED_MODELS)}.")
     return 0
 
 

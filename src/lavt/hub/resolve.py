@@ -7,6 +7,7 @@ import re
 import urllib.error
 from pathlib import Path
 
+from lavt.assets import BUNDLED_MODELS, asset_path
 from lavt.errors import CheckpointError
 from lavt.hub import cache
 from lavt.hub.download import download, http_open, unreachable
@@ -148,6 +149,8 @@ def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
     path = Path(source)
     if path.exists():
         return path
+    if text in BUNDLED_MODELS:  # shipped in the package: never downloaded
+        return asset_path(BUNDLED_MODELS[text])
     entry = find_entry(text)
     if entry is not None:
         wanted = _EXPECTED_KIND.get(param)
