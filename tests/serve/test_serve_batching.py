@@ -81,14 +81,17 @@ def test_concurrent_requests_share_a_forward_with_identical_results(server, pred
 
 
 class EchoAdapter:
-    """Stands in for the model: logits row = its pair's first token id; records batch sizes."""
+    """Stands in for the model: each row of the mask logits and of the no-target logits
+    is its pair's first token id (negated for the no-target logits); records batch sizes."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
 
     def forward(self, pixels, input_ids, attention_mask):
         self.batches.append(pixels.shape[0])
-        return input_ids[:, :1].float().view(-1, 1, 1, 1).expand(-1, 2, 2, 2)  # (B, 2, 2, 2)
+        first = input_ids[:, :1].float()  # (B, 1)
+        logits = first.view(-1, 1, 1, 1).expand(-1, 2, 2, 2)  # (B, 2, 2, 2)
+        return logits, -first.expand(-1, 2)  # (B, 2)
 
 
 def prepared(first_ids: list[int]) -> PreparedImage:
@@ -111,9 +114,10 @@ def test_batcher_splits_pairs_across_forwards_in_order():
     finally:
         batcher.stop()
     assert adapter.batches == [4, 4, 2]
-    for k, (output, n) in enumerate(zip(outputs, (3, 6, 1), strict=True)):
-        assert output.shape == (n, 2, 2, 2)
-        assert output[:, 0, 0, 0].tolist() == [float(10 * k + i) for i in range(n)]
+    for k, ((logits, no_target), n) in enumerate(zip(outputs, (3, 6, 1), strict=True)):
+        assert logits.shape == (n, 2, 2, 2) and no_target.shape == (n, 2)
+        assert logits[:, 0, 0, 0].tolist() == [float(10 * k + i) for i in range(n)]
+        assert no_target[:, 1].tolist() == [-float(10 * k + i) for i in range(n)]
 
 
 def test_batcher_queue_limit_and_expired_jobs():
@@ -125,7 +129,7 @@ def test_batcher_queue_limit_and_expired_jobs():
         batcher.submit(prepared([3]), time.monotonic() + 30)
     batcher.start()
     try:
-        assert live.future.result(timeout=10)[:, 0, 0, 0].tolist() == [2.0]
+        assert live.future.result(timeout=10)[0][:, 0, 0, 0].tolist() == [2.0]
     finally:
         batcher.stop()
     assert not expired.future.done()  # dropped unanswered: its client is gone
@@ -146,6 +150,6 @@ def test_batcher_failed_forward_fails_its_requests_only():
         with pytest.raises(RuntimeError, match="boom"):
             bad.future.result(timeout=10)
         good = batcher.submit(prepared([5]), time.monotonic() + 30)
-        assert good.future.result(timeout=10)[:, 0, 0, 0].tolist() == [5.0]
+        assert good.future.result(timeout=10)[0][:, 0, 0, 0].tolist() == [5.0]
     finally:
         batcher.stop()
