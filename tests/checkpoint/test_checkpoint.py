@@ -127,6 +127,8 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+# the hostile file is a protocol-4 pickle: torch's weights-only unpickler warns before refusing it
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_malicious_pickle_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
