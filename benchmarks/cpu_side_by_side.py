@@ -124,7 +124,7 @@ def main() -> int:
         "cpu": cpu_description(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "note": "machine shared with 7 other workers (loaded); ratios are from interleaved calls",
+        "note": "ratios are from interleaved calls; each run records the 1-minute load average",
         "summary": summary,
         "runs": runs,
     }
