@@ -165,13 +165,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     metrics, records, objects = SegmentationMetrics(), [], 0
-    batches: Any = loader
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=None)
     with clean_worker_errors():
-        for batch in batches:
+        for batch in _batches(loader, progress):
             logits = forward_batch(model, batch, device, amp=amp)
             inter, union = _compare(logits, batch, device, resolution)
             iou = metrics.update(inter, union)
@@ -179,11 +174,18 @@ def evaluate(
             if keep_records:
                 records += _records(batch, inter, union, iou)
     model.train(was_training)
+    return _merged(metrics, records, objects, device, keep_records)
+
+
+def _merged(metrics, records: list, objects: int, device: torch.device, keep_records: bool,
+            **extra: Any) -> EvalResult:  # fmt: skip
+    """This process's sums, records and object count, merged across processes."""
     total_objects = all_reduce_sum(torch.tensor([objects], dtype=torch.int64, device=device))
     return EvalResult(
         metrics=metrics.all_reduce(device),
         records=_gather(records) if keep_records else [],
         num_objects=int(total_objects.item()),
+        **extra,
     )
 
 
@@ -221,13 +223,8 @@ def _evaluate_gres(model, loader, device, amp, resolution, keep_records, progres
                 prob = None if nt_logits is None else no_target_probability(nt_logits)
                 records += _gres_records(batch, inter, union, iou, pred_nt, prob)
     model.train(was_training)
-    total_objects = all_reduce_sum(torch.tensor([objects], dtype=torch.int64, device=device))
-    return EvalResult(
-        metrics=metrics.all_reduce(device),
-        records=_gather(records) if keep_records else [],
-        num_objects=int(total_objects.item()),
-        no_target_rule={"no_target_rule": rule, "area_threshold": gres.area_threshold},
-    )
+    rule_info = {"no_target_rule": rule, "area_threshold": gres.area_threshold}
+    return _merged(metrics, records, objects, device, keep_records, no_target_rule=rule_info)
 
 
 def _mask_pairs(
