@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from lavt.evaluation.metrics import IOU_SCALE, intersection_union, iou_from
+from lavt.evaluation.metrics import IOU_SCALE, intersection_union, iou_from, markdown_table
 from lavt.runtime import all_reduce_sum
 
 GRES_THRESHOLDS = (0.7, 0.8, 0.9)
@@ -161,11 +161,5 @@ GRES_TABLE_COLUMNS = ("cIoU", "gIoU", "N-acc", "T-acc", "Pr@0.7", "Pr@0.8", "Pr@
 
 def format_gres_table(results: dict[str, dict[str, float]]) -> str:
     """A markdown table: one row per split, percentages with two decimals."""
-    lines = [
-        "| Split | " + " | ".join(GRES_TABLE_COLUMNS) + " |",
-        "|---" * (len(GRES_TABLE_COLUMNS) + 1) + "|",
-    ]
-    for split, row in results.items():
-        cells = " | ".join(f"{row[c]:.2f}" for c in GRES_TABLE_COLUMNS)
-        lines.append(f"| {split} | {cells} |")
-    return "\n".join(lines)
+    rows = {split: [row[c] for c in GRES_TABLE_COLUMNS] for split, row in results.items()}
+    return markdown_table(GRES_TABLE_COLUMNS, rows)

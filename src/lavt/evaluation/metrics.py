@@ -102,11 +102,15 @@ TABLE_COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "Overall IoU", "Me
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """The README's markdown table: one row per split, percentages with two decimals."""
-    lines = [
-        "| Split | " + " | ".join(TABLE_COLUMNS) + " |",
-        "|---" * (len(TABLE_COLUMNS) + 1) + "|",
-    ]
-    for split, row in results.items():
-        values = [row[f"precision@{t}"] for t in THRESHOLDS] + [row["overall_iou"], row["mean_iou"]]
+    keys = [f"precision@{t}" for t in THRESHOLDS] + ["overall_iou", "mean_iou"]
+    return markdown_table(
+        TABLE_COLUMNS, {split: [row[k] for k in keys] for split, row in results.items()}
+    )
+
+
+def markdown_table(columns: tuple[str, ...], rows: dict[str, list[float]]) -> str:
+    """``| Split | columns... |`` and one row per split, values with two decimals."""
+    lines = ["| Split | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for split, values in rows.items():
         lines.append(f"| {split} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
     return "\n".join(lines)
