@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lavt.commands.shared_flags import add_no_target_flags, add_runtime_flag
+from lavt.commands.shared_flags import (
+    add_img_size_flag,
+    add_no_target_flags,
+    add_runtime_flag,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="val",
         help="comma-separated, e.g. val,testA,testB (default: %(default)s)",
     )
-    parser.add_argument(
-        "--img-size",
-        "--img_size",
-        dest="img_size",
-        type=int,
-        default=None,
-        help="square input size (default: the checkpoint's)",
-    )
+    add_img_size_flag(parser)
     parser.add_argument(
         "--batch-size",
         "--batch_size",

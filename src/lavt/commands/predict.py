@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lavt.commands.shared_flags import add_no_target_flags, add_runtime_flag
+from lavt.commands.shared_flags import (
+    add_img_size_flag,
+    add_no_target_flags,
+    add_runtime_flag,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,14 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (CUDA when available, else cpu), cpu, cuda or cuda:N (default: %(default)s)",
     )
-    parser.add_argument(
-        "--img-size",
-        "--img_size",
-        dest="img_size",
-        type=int,
-        default=None,
-        help="square input size (default: the checkpoint's)",
-    )
+    add_img_size_flag(parser)
     add_runtime_flag(parser)
     add_no_target_flags(parser)
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})

@@ -1,4 +1,4 @@
-"""Flags that several subcommands take, declared once (predict, evaluate)."""
+"""Flags that several subcommands take, declared once (predict, evaluate, serve)."""
 
 from __future__ import annotations
 
@@ -41,4 +41,16 @@ def add_no_target_flags(parser: argparse.ArgumentParser, *, applies_to: str = ""
         metavar="TAU",
         help=f"{applies_to}area rule: 'no object' when the mask has at most TAU pixels at "
         "the model's input size (default: %(default)s)",
+    )
+
+
+def add_img_size_flag(parser: argparse.ArgumentParser) -> None:
+    """``--img-size``: the square input size, default the checkpoint's."""
+    parser.add_argument(
+        "--img-size",
+        "--img_size",
+        dest="img_size",
+        type=int,
+        default=None,
+        help="square input size (default: the checkpoint's)",
     )
