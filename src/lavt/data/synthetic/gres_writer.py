@@ -32,6 +32,7 @@ from lavt.data.synthetic.writer import (
     _check_arguments,
     _prepare_root,
     _summary,
+    sentence_records,
     write_annotations,
     write_scenes,
 )
@@ -106,8 +107,6 @@ def generate_generalized_dataset(
 
 
 def _add_gref(refs, split, image_id, targets, categories, sentences) -> None:
-    first = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
-    sent_ids = list(range(first, first + len(sentences)))
     refs.append(
         {
             "ref_id": len(refs),
@@ -116,10 +115,6 @@ def _add_gref(refs, split, image_id, targets, categories, sentences) -> None:
             "image_id": image_id,
             "split": split,
             "file_name": f"COCO_train2014_{image_id:012d}_{len(refs)}.jpg",
-            "sent_ids": sent_ids,
-            "sentences": [
-                {"sent_id": sid, "raw": text, "sent": text.lower(), "tokens": text.lower().split()}
-                for sid, text in zip(sent_ids, sentences, strict=True)
-            ],
+            **sentence_records(refs, sentences),
         }
     )

@@ -236,9 +236,6 @@ def _polygon_area(xs: list[float], ys: list[float]) -> float:
 def _add_ref(
     refs: list, split: str, image_id: int, ann_id: int, category: int, sentences: list[str]
 ) -> None:
-    # sentence ids run on across refs (the last one used, without a quadratic sum)
-    first_sent = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
-    sent_ids = list(range(first_sent, first_sent + len(sentences)))
     refs.append(
         {
             "ref_id": len(refs),
@@ -247,13 +244,23 @@ def _add_ref(
             "category_id": category,
             "split": split,
             "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
-            "sent_ids": sent_ids,
-            "sentences": [
-                {"sent_id": sid, "raw": text, "sent": text.lower(), "tokens": text.lower().split()}
-                for sid, text in zip(sent_ids, sentences, strict=True)
-            ],
+            **sentence_records(refs, sentences),
         }
     )
+
+
+def sentence_records(refs: list, sentences: list[str]) -> dict:
+    """``sent_ids`` and ``sentences`` of a new ref, the ids running on across ``refs``."""
+    # the last id used, without a quadratic sum over all refs
+    first = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
+    sent_ids = list(range(first, first + len(sentences)))
+    return {
+        "sent_ids": sent_ids,
+        "sentences": [
+            {"sent_id": sid, "raw": text, "sent": text.lower(), "tokens": text.lower().split()}
+            for sid, text in zip(sent_ids, sentences, strict=True)
+        ],
+    }
 
 
 def _summary(root: Path, images: list, refs: list) -> SynthSummary:
