@@ -68,3 +68,20 @@ def lavt_torchrun(*args: str, processes: int = 2) -> list[str]:
     """The command line of ``torchrun --standalone`` running ``python -m lavt ARGS``."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     return [*launcher, "--nproc_per_node", str(processes), "-m", "lavt", *args]
+
+
+def tiny_model_and_inputs():
+    """A seeded tiny LAVT without text dropout (eager and compiled runs draw random numbers
+    differently) and its inputs: image (2, 3, 64, 64), ids and mask (2, 20), row 1 padded."""
+    import torch
+
+    from lavt.modeling import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config(text_dropout=0.0))
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(2, 3, 64, 64, generator=g)
+    ids = torch.randint(1000, 30000, (2, 20), generator=g)
+    mask = torch.ones(2, 20, dtype=torch.long)
+    mask[1, 9:] = 0
+    return model, (image, ids, mask)

@@ -11,25 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import tiny_config
-from lavt.modeling import build_model
-
-
-def _model_and_inputs(train: bool):
-    torch.manual_seed(0)
-    model = build_model(tiny_config(text_dropout=0.0)).train(train)
-    g = torch.Generator().manual_seed(1)
-    image = torch.randn(2, 3, 64, 64, generator=g)
-    ids = torch.randint(1000, 30000, (2, 20), generator=g)
-    mask = torch.ones(2, 20, dtype=torch.long)
-    mask[1, 9:] = 0
-    return model, (image, ids, mask)
+from conftest import tiny_model_and_inputs
 
 
 @pytest.mark.parametrize("mode", ["inference", "training"])
 def test_one_graph_after_eager_calls(mode):
     torch._dynamo.reset()
-    model, inputs = _model_and_inputs(train=mode == "training")
+    model, inputs = tiny_model_and_inputs()
+    model.train(mode == "training")
     grad = torch.enable_grad() if mode == "training" else torch.inference_mode()
     with grad:
         model(*inputs)  # eager first: the caches are filled
@@ -40,7 +29,8 @@ def test_one_graph_after_eager_calls(mode):
 
 def test_no_recompilation_across_calls():
     torch._dynamo.reset()
-    model, inputs = _model_and_inputs(train=False)
+    model, inputs = tiny_model_and_inputs()
+    model.eval()
     compiled = torch.compile(model, backend="eager")
     with torch.inference_mode(), torch._dynamo.config.patch(error_on_recompile=True):
         want = model(*inputs)

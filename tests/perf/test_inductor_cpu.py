@@ -12,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import tiny_model_and_inputs
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("g++") is None, reason="inductor on the CPU needs g++"),
@@ -20,25 +22,9 @@ pytestmark = [
 TOLERANCE = 1e-3
 
 
-def _model_and_inputs():
-    from conftest import tiny_config
-    from lavt.modeling import build_model
-
-    # no dropout: eager and compiled draw random numbers differently
-    config = tiny_config(text_dropout=0.0)
-    torch.manual_seed(0)
-    model = build_model(config)
-    g = torch.Generator().manual_seed(1)
-    image = torch.randn(2, 3, 64, 64, generator=g)
-    ids = torch.randint(1000, 30000, (2, 20), generator=g)
-    mask = torch.ones(2, 20, dtype=torch.long)
-    mask[1, 9:] = 0
-    return model, (image, ids, mask)
-
-
 def test_compiled_inference_matches_eager():
     torch._dynamo.reset()
-    model, inputs = _model_and_inputs()
+    model, inputs = tiny_model_and_inputs()
     model.eval()
     compiled = torch.compile(model)
     with torch.no_grad():
@@ -51,7 +37,7 @@ def test_compiled_inference_matches_eager():
 
 def test_compiled_training_step_matches_eager():
     torch._dynamo.reset()
-    model, inputs = _model_and_inputs()
+    model, inputs = tiny_model_and_inputs()
     model.train()
     target = torch.zeros(2, 64, 64, dtype=torch.long)
     target[:, 16:40, 8:50] = 1
