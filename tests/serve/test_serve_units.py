@@ -11,8 +11,8 @@ from pycocotools import mask as mask_utils
 
 from lavt.errors import InputError
 from lavt.predict import Prediction
+from lavt.predict.encode import encode_prediction
 from lavt.serve.config import ServeConfig
-from lavt.serve.encode import encode_prediction
 from lavt.serve.errors import ApiError
 from lavt.serve.inputs import check_texts, decode_base64, decode_image
 

@@ -23,10 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lavt.predict.encode import encode_prediction
 from lavt.serve.adapter import ModelAdapter, PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 from lavt.serve.config import ServeConfig
-from lavt.serve.encode import encode_prediction
 from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
 from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge

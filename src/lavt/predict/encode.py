@@ -1,4 +1,4 @@
-"""A prediction -> its JSON result: COCO RLE, box, area, score, optional PNG."""
+"""A prediction -> its JSON result (lavt serve, bulk inference): COCO RLE, box, area, score, PNG."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from lavt.predict import Prediction
+from lavt.predict.predictor import Prediction
 
 
 def mask_png(mask: np.ndarray) -> bytes:
