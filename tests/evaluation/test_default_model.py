@@ -57,7 +57,7 @@ def test_default_model_segments_unseen_scenes_by_their_text(scenes):
     model = lavt.load_model(default_model_path())
     plain = _overall_iou(model, scenes, swap=False)
     swapped = _overall_iou(model, scenes, swap=True)
-    # measured for the shipped model: 72.4 / 1.8 (README, "The bundled default model")
+    # measured for the shipped model: 72.4 / 1.8 (docs/synthetic.md, "The bundled default model")
     assert plain >= 65.0
     assert plain - swapped >= 50.0
 

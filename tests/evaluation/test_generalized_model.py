@@ -47,6 +47,6 @@ def test_generalized_model_on_unseen_scenes(scenes, tmp_path):
     swapped = _metrics(scenes, tmp_path / "swapped", "--swap-expressions")
     assert plain["no_target_rule"] == "head" and plain["no_target_samples"] > 0
     # measured for the shipped model on these scenes: gIoU 70.59, N-acc 99.51, swapped
-    # gIoU 8.45 (1017 expressions; README, "Generalized referring segmentation")
+    # gIoU 8.45 (1017 expressions; docs/gres.md, "The bundled generalized model")
     assert plain["gIoU"] >= 65.0 and plain["N-acc"] >= 80.0, plain
     assert swapped["gIoU"] <= plain["gIoU"] - 30, (plain["gIoU"], swapped["gIoU"])

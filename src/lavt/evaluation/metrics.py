@@ -101,7 +101,7 @@ TABLE_COLUMNS = ("P@0.5", "P@0.6", "P@0.7", "P@0.8", "P@0.9", "Overall IoU", "Me
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    """The README's markdown table: one row per split, percentages with two decimals."""
+    """The markdown metrics table: one row per split, percentages with two decimals."""
     keys = [f"precision@{t}" for t in THRESHOLDS] + ["overall_iou", "mean_iou"]
     return markdown_table(
         TABLE_COLUMNS, {split: [row[k] for k in keys] for split, row in results.items()}

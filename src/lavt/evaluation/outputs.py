@@ -53,7 +53,7 @@ def format_results(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_summary(output: Path, results: dict[str, dict[str, Any]]) -> str:
-    """``metrics.md`` (the README's table) and ``metrics.json``; returns the table."""
+    """``metrics.md`` (the table of docs/evaluation.md) and ``metrics.json``; returns the table."""
     table = format_results(results)
     atomic_write_text(output / "metrics.md", table + "\n")
     atomic_write_text(output / "metrics.json", json.dumps(results, indent=2) + "\n")
