@@ -20,7 +20,7 @@ from lavt.tokenizer import Tokenizer
 
 log = logging.getLogger("lavt")
 
-RELEASED = "use the released LAVT weights (docs/predict.md, "Using the released weights") for real images"
+RELEASED = "use the released LAVT weights (lavt weights list; docs/weights.md) for real images"
 _said: set[str] = set()
 
 
