@@ -1,9 +1,11 @@
 """Help formatting shared by the subcommands: each flag's help ends with its default.
 
 Like ``argparse.ArgumentDefaultsHelpFormatter``, but a default that says
-nothing (None, False of a switch) is left out, and a help text that already
-mentions ``%(default)`` is kept as written. ``lavt`` applies it to every
-command and sub-command (``cli.build_parser``).
+nothing (None, False of a switch) is left out, a help text that already
+mentions ``%(default)`` or says ``(default: ...)`` itself is kept as written, and
+an ``--x/--no-x`` pair names the flag that is on. ``lavt`` applies it to every
+command and sub-command (``cli.build_parser``); ``tests/cli/test_help_defaults.py``
+walks them all.
 """
 
 from __future__ import annotations
