@@ -150,6 +150,10 @@ def truncation_problem(path: Path) -> str | None:
     return None
 
 
+#: how checksum messages name a sha256 from the built-in table
+PUBLISHED = "the published sha256"
+
+
 class CorruptDownload(CheckpointError):
     """A downloaded file failed its checksum and was removed: fetching it again may mend it.
 
@@ -167,7 +171,7 @@ def check_cached(
     expected: str | None,
     source: str,
     label: str,
-    expected_from: str = "the published sha256",
+    expected_from: str = PUBLISHED,
 ) -> Path:
     """Verify a cached or hand-placed file before it is used; returns ``path``.
 

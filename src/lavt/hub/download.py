@@ -154,7 +154,7 @@ def download(
     source: str,
     expected: str | None,
     label: str,
-    expected_from: str = "the published sha256",
+    expected_from: str = cache.PUBLISHED,
 ) -> Path:
     """Fetch ``dest`` through ``open_at`` unless it is already complete; returns ``dest``.
 

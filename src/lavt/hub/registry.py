@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lavt.errors import InputError
+from lavt.hub.cache import PUBLISHED
 
 SWIN_RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
 LAVT_HOMEPAGE = "https://github.com/yz93/LAVT-RIS"
@@ -48,7 +49,7 @@ class WeightsEntry:
         """Where ``sha256`` comes from, as the checksum messages word it."""
         if self.table:
             return f"the sha256 given in LAVT_WEIGHTS_TABLE {self.table}"
-        return "the published sha256"
+        return PUBLISHED
 
     @property
     def source(self) -> str:

@@ -54,7 +54,7 @@ def _fetch(
     source: str,
     expected: str | None,
     label: str,
-    expected_from: str = "the published sha256",
+    expected_from: str = cache.PUBLISHED,
 ) -> Path:
     """The verified cache file ``dest``, downloaded unless present (or offline); a
     downloaded copy that fails its checksum is removed and downloaded again, once."""
