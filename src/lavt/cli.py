@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lavt.commands.helpformat import use_defaults_help
 from lavt.errors import LavtError
 
 log = logging.getLogger("lavt")
@@ -65,6 +66,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
             module.add_arguments(p)
             p.set_defaults(_run=module.run)
+    use_defaults_help(parser)  # every --help of every (sub-)command shows its defaults
     return parser
 
 

@@ -67,12 +67,18 @@ def test_summary_of_a_mixed_split():
     assert (s["samples"], s["no_target_samples"]) == (5.0, 2.0)
 
 
-def test_split_without_no_target_samples_has_zero_n_acc():
+def test_split_without_no_target_samples_has_zero_n_acc_and_t_acc():
+    """The GRES code: ``if empty_count > 0: ... else: T_acc = N_acc = 0``, so a split
+    without no-target samples compares with published tables (T-acc 0, not 100)."""
     m = GresMetrics()
-    m.update(P[None], G[None], torch.tensor([False]), torch.tensor([False]))
+    m.update(P[None], G[None], torch.tensor([False]), torch.tensor([False]))  # TN
     s = m.summary()
-    assert s["N-acc"] == 0.0 and s["T-acc"] == 100.0
+    assert s["N-acc"] == 0.0 and s["T-acc"] == 0.0
     assert s["cIoU"] == pytest.approx(25.0)
+    m.update(P[None], G[None], torch.tensor([True]), torch.tensor([False]))  # FP
+    assert (m.summary()["N-acc"], m.summary()["T-acc"]) == (0.0, 0.0)
+    m.update(P[None], EMPTY[None], torch.tensor([True]), torch.tensor([True]))  # TP
+    assert (m.summary()["N-acc"], m.summary()["T-acc"]) == (100.0, 50.0)  # TN 1, FP 1
 
 
 def test_empty_union_gives_zero_ciou_not_an_error():
@@ -106,4 +112,4 @@ def test_table_has_one_row_per_split():
     m.update(P[None], G[None], torch.tensor([False]), torch.tensor([False]))
     table = format_gres_table({"val": m.summary()})
     assert table.splitlines()[0].startswith("| Split | cIoU | gIoU | N-acc")
-    assert "| val | 25.00 | 25.00 | 0.00 | 100.00 | 0.00 | 0.00 | 0.00 |" in table
+    assert "| val | 25.00 | 25.00 | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 |" in table  # GRES: T-acc 0

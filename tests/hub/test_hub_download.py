@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import socket
 import subprocess
@@ -87,28 +88,61 @@ def test_file_changed_upstream_between_attempts_is_fetched_whole(server, lavt_ho
     assert _leftovers(lavt_home) == ["f.bin", "f.bin.json"]
 
 
-def test_wrong_file_is_refused_by_its_published_checksum_and_removed(server, lavt_home, table):
+def test_wrong_file_is_refused_by_the_table_checksum_worded_by_its_source(server, lavt_home, table):
     server.files["wrong.pth"] = _blob(50_000, seed=3)
     expected = _sha(_blob(50_000, seed=4))
     table([{"name": "test-wrong", "url": f"{server.url}/files/wrong.pth", "sha256": expected}])
-    with pytest.raises(CheckpointError, match=r"sha256 .* not the published .*removed"):
+    with pytest.raises(CheckpointError, match=r"sha256 .* not .*removed") as err:
         resolve_weights("test-wrong")
+    # a sha256 from the user's own table is not "published"
+    assert "published" not in str(err.value)
+    assert f"given in LAVT_WEIGHTS_TABLE {lavt_home.parent / 'table.json'}" in str(err.value)
     assert _leftovers(lavt_home) == []
 
 
-def test_file_damaged_in_the_cache_is_detected_removed_and_fetched_again(server, lavt_home):
+def _damage(path: Path) -> None:
+    """Flip one byte, same size, newer mtime."""
+    data = bytearray(path.read_bytes())
+    data[500] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+
+
+def test_file_damaged_in_the_cache_is_removed_and_fetched_again_in_the_same_call(
+    server, lavt_home, capsys
+):
+    from lavt.cli import main as cli_main
+
     server.files["d.bin"] = data = _blob(100_000, seed=5)
     url = f"{server.url}/files/d.bin"
     path = resolve_weights(url)
-    with path.open("r+b") as f:  # one flipped byte, same size
-        f.seek(500)
-        f.write(bytes([data[500] ^ 0xFF]))
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    with pytest.raises(CheckpointError, match=r"corrupt.*recorded at its download.*removed"):
-        resolve_weights(url)
-    assert not path.exists()
-    assert resolve_weights(url).read_bytes() == data
+    _damage(path)
+    assert cli_main(["weights", "fetch", url]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(path) and path.read_bytes() == data
     assert len(server.hits_for("/files/d.bin")) == 2
+    said = [line for line in err.splitlines() if "corrupt" in line]
+    assert len(said) == 1 and "recorded at its download" in said[0]
+    assert "downloading it again" in said[0]
+    assert cache.read_sidecar(path)["sha256"] == _sha(data)
+
+
+def test_damaged_file_is_fetched_again_once_and_the_message_names_the_table(
+    server, lavt_home, table, caplog, monkeypatch
+):
+    monkeypatch.setattr(logging.getLogger("lavt"), "propagate", True)  # the CLI turns it off
+    server.files["t.pth"] = data = _blob(60_000, seed=12)
+    table([{"name": "test-table", "url": f"{server.url}/files/t.pth", "sha256": _sha(data)}])
+    path = resolve_weights("test-table")
+    _damage(path)
+    server.files["t.pth"] = _blob(60_000, seed=13)  # the source now serves a wrong file too
+    with caplog.at_level("WARNING", logger="lavt"):
+        with pytest.raises(CheckpointError, match=r"not .*given in LAVT_WEIGHTS_TABLE.*removed"):
+            resolve_weights("test-table")
+    assert len(server.hits_for("/files/t.pth")) == 2  # one download again, no loop
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "corrupt" in said and "given in LAVT_WEIGHTS_TABLE" in said and "published" not in said
+    assert _leftovers(lavt_home) == []
 
 
 def test_truncated_checkpoint_without_a_checksum_is_detected_and_removed(server, lavt_home):

@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 from lavt.bench import COMPILE_MODES, MODES
-from lavt.commands.helpformat import use_defaults_help
 from lavt.modeling import PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    use_defaults_help(parser)
     add = parser.add_argument
     add("--preset", choices=PRESETS, default="tiny", help="Swin size of the model (with BERT-base)")
     add(

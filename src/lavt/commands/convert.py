@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lavt.commands.helpformat import use_defaults_help
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    use_defaults_help(parser)
     parser.add_argument(
         "input", type=Path, help="released .pth, project checkpoint or .safetensors"
     )

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dynamic-batch",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="dynamic batch axis (default); --no-dynamic-batch fixes it to 1",
+        help="dynamic batch axis; --no-dynamic-batch fixes it to 1",
     )
     parser.add_argument(
         "--dtype", choices=EXPORT_DTYPES, default="fp32", help="precision of the graph's weights"
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--simplify",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="simplify with onnxslim when installed and verified (default)",
+        help="simplify with onnxslim when installed and verified",
     )
 
 

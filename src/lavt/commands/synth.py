@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lavt.commands.helpformat import use_defaults_help
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    use_defaults_help(parser)
     parser.add_argument(
         "--output",
         type=Path,

@@ -77,6 +77,7 @@ def _list(as_json: bool) -> int:
 def _fetch(sources: list[str], safetensors: bool) -> int:
     from lavt.hub import cache, resolve_weights
     from lavt.hub.registry import find_entry
+    from lavt.hub.resolve import unknown_source
 
     for source in sources:
         entry = find_entry(source)
@@ -84,6 +85,8 @@ def _fetch(sources: list[str], safetensors: bool) -> int:
             print(_fetch_text_encoder(entry.name, entry.hf_repo or entry.name))
             continue
         path = resolve_weights(source, param="source")
+        if not path.exists():  # neither a name, a URL nor a file: nothing was fetched
+            raise unknown_source(f"source {source}", source, param="source")
         if safetensors and path.suffix != ".safetensors":
             from lavt.checkpoint import convert_to_safetensors
 

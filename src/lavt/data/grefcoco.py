@@ -1,4 +1,4 @@
-"""gRefCOCO refs (GRES, Liu, Ding and Jiang, CVPR 2023) as :class:`~lavt.data.refer.Ref`.
+"""gRefCOCO refs (GRES, Liu, Ding and Jiang, CVPR 2023) as :class:`~lavt.data.records.Ref`.
 
 Layout (docs/gres.md, "Data"): ``<root>/grefcoco/grefs(unc).json`` (a JSON list of
 refs; ``grefs(unc).p`` is read instead when it exists, as the GRES loader does),
@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lavt.data.refer import Ref, Sentence
+from lavt.data.records import Ref, Sentence, safe_unpickle
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -39,8 +39,6 @@ def grefs_path(folder: Path, split_by: str) -> Path:
 def load_grefs(path: Path) -> Any:
     """The raw list of refs of a ``grefs(...)`` file (JSON, or a plain pickle)."""
     if path.suffix == ".p":
-        from lavt.data.refer import safe_unpickle
-
         return safe_unpickle(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))

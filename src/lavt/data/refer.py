@@ -18,19 +18,18 @@ folder, positive sizes) and the segmentations of the referred annotations.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
+from lavt.data.grefcoco import grefs_path, load_grefs, parse_grefs
 from lavt.data.masks import segmentation_problem, segmentation_to_mask
+from lavt.data.records import Ref, Sentence, safe_unpickle
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -42,63 +41,6 @@ DATASETS = {
     "grefcoco": ("unc",),
 }
 REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences")
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and scalars only; any class or function is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}")
-
-
-def safe_unpickle(path: Path) -> Any:
-    """Load a pickle of plain data (lists, dicts, str, numbers) from ``path``."""
-    data = path.read_bytes()
-    for encoding in ("ASCII", "latin1"):  # latin1: pickles written by Python 2
-        try:
-            return _PlainUnpickler(io.BytesIO(data), encoding=encoding).load()
-        except UnicodeDecodeError:
-            continue
-        except pickle.UnpicklingError as err:
-            if "refusing" in str(err):
-                raise InputError(f"{path}: not a plain refs pickle ({err})") from None
-            raise InputError(f"{path}: unreadable pickle ({err})") from None
-        except Exception as err:  # truncated or garbage bytes
-            raise InputError(f"{path}: unreadable pickle ({type(err).__name__}: {err})") from None
-    raise InputError(f"{path}: unreadable pickle (unknown text encoding)")
-
-
-@dataclass(frozen=True)
-class Sentence:
-    sent_id: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Ref:
-    """One referred object (gRefCOCO: zero or more objects) with its expressions.
-
-    ``ann_ids`` are the annotations whose union is the ground truth: ``(ann_id,)``
-    for RefCOCO; for gRefCOCO the non-crowd targets, empty for a no-target ref
-    (whose ``ann_id`` is then -1).
-    """
-
-    ref_id: int
-    ann_id: int
-    image_id: int
-    category_id: int
-    split: str
-    sentences: tuple[Sentence, ...]
-    ann_ids: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.ann_ids and self.ann_id >= 0:
-            object.__setattr__(self, "ann_ids", (self.ann_id,))
-
-    @property
-    def no_target(self) -> bool:
-        """The expressions name no object (the ground truth is empty)."""
-        return not self.ann_ids
 
 
 def split_matches(query: str, ref_split: str) -> bool:
@@ -192,8 +134,6 @@ class ReferIndex:
         _require_file(refs_path, "refs file")
         _require_file(instances_path, "instances file")
         if self.generalized:
-            from lavt.data.grefcoco import load_grefs, parse_grefs
-
             self.images, self.annotations = _load_instances(instances_path)
             self.refs = parse_grefs(load_grefs(refs_path), refs_path, self.annotations)
         else:
@@ -208,8 +148,6 @@ class ReferIndex:
 
     def _refs_path(self) -> Path:
         if self.generalized:
-            from lavt.data.grefcoco import grefs_path
-
             return grefs_path(self.root / self.dataset, self.split_by)
         return self.root / self.dataset / f"refs({self.split_by}).p"
 

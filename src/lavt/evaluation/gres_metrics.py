@@ -18,8 +18,8 @@ Reported (all as percentages here; the GRES code prints N-acc/T-acc as fractions
 
 - cIoU = sum I / sum U over all samples (no-target ones included); 0 when sum U = 0;
 - gIoU = mean of IoU_i over all samples;
-- N-acc = TP / (TP + FN), T-acc = TN / (TN + FP); each 0 when its denominator is 0
-  (a split with no no-target sample has N-acc 0, as in the GRES code);
+- N-acc = TP / (TP + FN), T-acc = TN / (TN + FP); both 0 on a split with no
+  no-target sample (as in the GRES code), T-acc 0 on one with only no-target samples;
 - Pr@0.7/0.8/0.9 = share of *target* samples (gt_nt = no) with IoU_i >= X.
 
 Whether a sample is "empty" is decided by ``pred_nt`` alone: an empty predicted
@@ -140,11 +140,13 @@ class GresMetrics:
         def share(num: int, den: int) -> float:
             return 100.0 * num / den if den else 0.0
 
+        # the GRES code: both accuracies are 0 on a split without no-target samples
+        has_no_target = self.true_pos + self.false_neg > 0
         out = {
             "cIoU": share(self.cum_inter, self.cum_union),
             "gIoU": share(self.iou_sum, self.num_samples * IOU_SCALE),
             "N-acc": share(self.true_pos, self.true_pos + self.false_neg),
-            "T-acc": share(self.true_neg, self.true_neg + self.false_pos),
+            "T-acc": share(self.true_neg, self.true_neg + self.false_pos) if has_no_target else 0.0,
         }
         for t, h in zip(GRES_THRESHOLDS, self.hits, strict=True):
             out[f"Pr@{t}"] = share(h, self.num_target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from lavt.runtime import atomic_write_text
 def check_output_dir(path: str | os.PathLike, *, param: str = "output") -> Path:
     """Refuse, before any work, an output folder that is a file or cannot be created/written.
 
-    Nothing is created here: the nearest existing ancestor must be a writable folder.
+    Nothing is left behind here: the nearest existing ancestor must be a writable
+    folder in which a folder can be made (probed with an empty one, removed at
+    once: ``/proc`` or a read-only mount pass the permission check and still refuse).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -31,6 +34,14 @@ def check_output_dir(path: str | os.PathLike, *, param: str = "output") -> Path:
         raise InputError(f"{param} {path}: {existing} is not a folder", param=param)
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{param} {path}: {existing} is not writable", param=param)
+    if existing != path:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".lavt-probe-", dir=existing))
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise InputError(
+                f"{param} {path}: cannot create a folder in {existing} ({reason})", param=param
+            ) from None
     return path
 
 

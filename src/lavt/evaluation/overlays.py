@@ -1,8 +1,9 @@
 """Overlays a person can read: tinted objects, two-tone contours, a legend of the texts.
 
 - :func:`render_prediction`: one expression's mask on its image, tinted in the
-  expression's own colour (:func:`expression_colour`) with the text and the
-  share of the image in a legend strip below;
+  expression's colour (:func:`tint_colour`: the next palette colour when that one
+  is close to the object's own) with the text, the share of the image and a
+  swatch of the tint in a legend strip below;
 - :func:`render_comparison`: ground truth (green outline) against the
   prediction (tinted, outlined), with the expression and the IoU in the legend.
 
@@ -20,19 +21,20 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-#: distinct colours (Tableau 10), one per expression in order.
+#: tints, one per expression in order: unlike the synthetic scenes' own colours, the
+#: serve page's (``serve/static/app.js``), so a tint never vanishes into its object.
 PALETTE = (
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
+    (0, 229, 255),
+    (255, 0, 204),
+    (255, 255, 255),
+    (127, 255, 0),
+    (255, 140, 180),
+    (0, 0, 0),
+    (140, 255, 230),
+    (120, 120, 255),
 )
+#: a tint closer than this (RGB distance) to the object's mean colour gives way to the next
+MIN_CONTRAST = 120.0
 TRUTH = (40, 230, 40)
 PREDICTION = (230, 40, 200)
 DARK = (0, 0, 0)
@@ -41,8 +43,20 @@ MAX_VIEW = 1600  # longer side of a reduced large image, at most
 
 
 def expression_colour(k: int) -> tuple[int, int, int]:
-    """The colour of the ``k``-th expression (cycles after ten)."""
+    """The colour of the ``k``-th expression (cycles through :data:`PALETTE`)."""
     return PALETTE[k % len(PALETTE)]
+
+
+def tint_colour(k: int, own: np.ndarray | None = None) -> tuple[int, int, int]:
+    """The ``k``-th expression's colour, or, when it is within :data:`MIN_CONTRAST` of
+    the object's own colour ``own`` (its mean RGB, (3,)), the next palette colour that
+    stands out from it (the farthest one when none does)."""
+    if own is None:
+        return expression_colour(k)
+    order = [expression_colour(k + i) for i in range(len(PALETTE))]
+    distance = [float(np.linalg.norm(np.subtract(c, own, dtype=np.float32))) for c in order]
+    near = next((c for c, d in zip(order, distance, strict=True) if d >= MIN_CONTRAST), None)
+    return near or order[int(np.argmax(distance))]
 
 
 def view_size(width: int, height: int) -> tuple[int, int]:
@@ -165,7 +179,8 @@ def render_prediction(
     if mask.shape != (image.size[1], image.size[0]):
         raise ValueError(f"mask {mask.shape} does not match the image {image.size[::-1]}")
     rgb, (view,) = _view(image, [mask])
-    colour = expression_colour(colour_index)
+    own = rgb[view].mean(axis=0) if view.any() else None  # (3,) the object's mean colour
+    colour = tint_colour(colour_index, own)
     _tint(rgb, view, colour, alpha)
     _outline(rgb, view, colour, _line_width(rgb))
     share = 100.0 * float(mask.mean())

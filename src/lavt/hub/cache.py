@@ -150,28 +150,50 @@ def truncation_problem(path: Path) -> str | None:
     return None
 
 
-def check_cached(path: Path, *, expected: str | None, source: str, label: str) -> Path:
+#: how checksum messages name a sha256 from the built-in table
+PUBLISHED = "the published sha256"
+
+
+class CorruptDownload(CheckpointError):
+    """A downloaded file failed its checksum and was removed: fetching it again may mend it.
+
+    ``finding`` is the message without what happens next.
+    """
+
+    def __init__(self, finding: str) -> None:
+        super().__init__(f"{finding}; removed it, the next use downloads it again")
+        self.finding = finding
+
+
+def check_cached(
+    path: Path,
+    *,
+    expected: str | None,
+    source: str,
+    label: str,
+    expected_from: str = PUBLISHED,
+) -> Path:
     """Verify a cached or hand-placed file before it is used; returns ``path``.
 
-    Against the table's checksum when known, else against the one recorded at
-    its first download. A file without a record (placed by hand) gets one now.
-    A downloaded file that fails is removed; a hand-placed one is left alone.
+    Against the table's checksum when known (``expected_from`` says where it
+    comes from), else against the one recorded at its first download. A file
+    without a record (placed by hand) gets one now. A downloaded file that fails
+    is removed (:class:`CorruptDownload`); a hand-placed one is left alone.
     """
     record = read_sidecar(path)
     actual = file_sha256(path)
     wanted = expected or (record["sha256"] if record else None)
     if wanted is not None and actual != wanted.lower():
-        what = "the published" if expected else "the one recorded at its download"
+        what = expected_from if expected else "the one recorded at its download"
+        finding = (
+            f"{label}: {path} is corrupt: sha256 {actual[:12]}... differs from "
+            f"{wanted[:12]}..., {what}"
+        )
         if record is not None:
             path.unlink(missing_ok=True)
             sidecar_path(path).unlink(missing_ok=True)
-            action = "removed it; the next use downloads it again"
-        else:
-            action = "replace it"
-        raise CheckpointError(
-            f"{label}: {path} is corrupt: sha256 {actual[:12]}... differs from {what} "
-            f"{wanted[:12]}...; {action}"
-        )
+            raise CorruptDownload(finding)
+        raise CheckpointError(f"{finding}; replace it")
     problem = truncation_problem(path)
     if problem is not None:
         raise CheckpointError(f"{label}: {path} is incomplete ({problem}); replace it")

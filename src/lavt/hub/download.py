@@ -147,15 +147,25 @@ def unreachable(err: BaseException) -> bool:
     return isinstance(err, ConnectionError | TimeoutError | socket.gaierror)
 
 
-def download(open_at: Opener, dest: Path, *, source: str, expected: str | None, label: str) -> Path:
+def download(
+    open_at: Opener,
+    dest: Path,
+    *,
+    source: str,
+    expected: str | None,
+    label: str,
+    expected_from: str = cache.PUBLISHED,
+) -> Path:
     """Fetch ``dest`` through ``open_at`` unless it is already complete; returns ``dest``.
 
     Raises :class:`CheckpointError` for an unreachable source (naming where to
-    put the file by hand), a checksum mismatch (the download is removed) or a
+    put the file by hand), a checksum mismatch with ``expected`` (whose origin
+    ``expected_from`` words; the download is removed) or a
     transfer that keeps failing (the ``.part`` file is kept for the next try).
     """
     from filelock import FileLock, Timeout
 
+    checks = dict(expected=expected, source=source, label=label, expected_from=expected_from)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(cache.lock_path(dest)))
     try:
@@ -165,7 +175,7 @@ def download(open_at: Opener, dest: Path, *, source: str, expected: str | None, 
         lock.acquire()
     try:
         if dest.exists():  # another process finished it while we waited
-            return cache.check_cached(dest, expected=expected, source=source, label=label)
+            return cache.check_cached(dest, **checks)
         log.info("downloading %s from %s to %s", label, source, dest)
         part = cache.part_path(dest)
         for attempt in range(_retries() + 1):
@@ -179,20 +189,22 @@ def download(open_at: Opener, dest: Path, *, source: str, expected: str | None, 
                         f"run again to resume from {part}"
                     ) from None
                 log.warning("%s: %s; retrying", label, err)
-        _finish(part, dest, source=source, expected=expected, label=label)
+        _finish(part, dest, **checks)
     finally:
         lock.release()
     return dest
 
 
-def _finish(part: Path, dest: Path, *, source: str, expected: str | None, label: str) -> None:
+def _finish(
+    part: Path, dest: Path, *, source: str, expected: str | None, expected_from: str, label: str
+) -> None:
     """Check the complete ``part`` file, record its checksum and rename it into place."""
     actual = cache.file_sha256(part)
     if expected and actual != expected.lower():
         _discard(part)
         raise CheckpointError(
-            f"{label}: the file from {source} has sha256 {actual[:12]}..., not the "
-            f"published {expected[:12]}...; removed it (a wrong or damaged file)"
+            f"{label}: the file from {source} has sha256 {actual[:12]}..., not "
+            f"{expected[:12]}... ({expected_from}); removed it (a wrong or damaged file)"
         )
     problem = cache.truncation_problem(part)
     if problem is not None:

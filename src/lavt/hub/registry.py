@@ -6,12 +6,12 @@ recorded at the first download (the upstream releases publish none).
 
 Extra entries (a mirror, a private model, a test server) come from a JSON file
 named by ``LAVT_WEIGHTS_TABLE``: a list of objects with the fields of
-:class:`WeightsEntry`; an entry of the same name replaces the built-in one.
+:class:`WeightsEntry` (``FIELD_CHECKS`` says what each must be; the file is
+checked when read); an entry of the same name replaces the built-in one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import os
@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lavt.errors import InputError
+from lavt.hub.cache import PUBLISHED
 
 SWIN_RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
 LAVT_HOMEPAGE = "https://github.com/yz93/LAVT-RIS"
@@ -40,6 +41,15 @@ class WeightsEntry:
     sha256: str | None = None
     results: dict[str, float] = field(default_factory=dict)  # split -> overall IoU (%)
     aliases: tuple[str, ...] = ()
+    #: the LAVT_WEIGHTS_TABLE file the entry comes from (None: built in); not a table field
+    table: str | None = field(default=None, compare=False)
+
+    @property
+    def checksum_origin(self) -> str:
+        """Where ``sha256`` comes from, as the checksum messages word it."""
+        if self.table:
+            return f"the sha256 given in LAVT_WEIGHTS_TABLE {self.table}"
+        return PUBLISHED
 
     @property
     def source(self) -> str:
@@ -145,28 +155,110 @@ def _released_entries() -> list[WeightsEntry]:
     return entries
 
 
+KINDS = ("lavt", "swin", "text")
+_SOURCES = ("url", "gdrive_id", "hf_repo")
+
+
+def _text(value: object) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "a non-empty string"
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _check_kind(value: object) -> str | None:
+    return None if value in KINDS else f"one of {', '.join(KINDS)}"
+
+
+def _check_filename(value: object) -> str | None:
+    if _text(value) or value in (".", "..") or "/" in value or "\\" in value:
+        return "a file name (no folder)"
+    return None
+
+
+def _check_url(value: object) -> str | None:
+    ok = isinstance(value, str) and urlsplit(value).scheme in ("http", "https")
+    return None if value is None or ok else "an http(s):// URL"
+
+
+def _check_sha256(value: object) -> str | None:
+    ok = isinstance(value, str) and len(value) == 64
+    ok = ok and all(c in "0123456789abcdefABCDEF" for c in value)
+    return None if value is None or ok else "64 hexadecimal digits"
+
+
+def _check_results(value: object) -> str | None:
+    ok = isinstance(value, dict) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 100
+        for v in value.values()
+    )
+    return None if ok else "an object of split -> overall IoU (a number from 0 to 100)"
+
+
+def _check_aliases(value: object) -> str | None:
+    ok = isinstance(value, list) and all(not _text(v) for v in value)
+    return None if ok else "a list of non-empty strings"
+
+
+#: what each field of a LAVT_WEIGHTS_TABLE entry must be (None: fine, else the expectation)
+FIELD_CHECKS = {
+    "name": _text,
+    "kind": _check_kind,
+    "variant": _text,
+    "data": _text,
+    "filename": _check_filename,
+    "url": _check_url,
+    "gdrive_id": _optional_text,
+    "hf_repo": _optional_text,
+    "sha256": _check_sha256,
+    "results": _check_results,
+    "aliases": _check_aliases,
+}
+
+
+def _table_entry(item: object, position: int, path: str) -> WeightsEntry:
+    """One entry of the ``LAVT_WEIGHTS_TABLE`` file ``path``, every field checked."""
+    where = f"LAVT_WEIGHTS_TABLE {path}"
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: entry #{position} is a {type(item).__name__}, not an object")
+    name = item.get("name")
+    entry = f"{where}: entry #{position}" + (f" ({name})" if isinstance(name, str) else "")
+    unknown = sorted(set(item) - set(FIELD_CHECKS))
+    if unknown:
+        raise InputError(f"{entry}: unknown field {unknown[0]} (known: {', '.join(FIELD_CHECKS)})")
+    if "name" not in item:
+        raise InputError(f"{entry}: field name is missing")
+    for key, value in item.items():
+        expected = FIELD_CHECKS[key](value)
+        if expected:
+            raise InputError(f"{entry}: field {key} must be {expected}, not {value!r:.60}")
+    if not any(item.get(key) for key in _SOURCES):
+        raise InputError(f"{entry}: needs one of the fields {', '.join(_SOURCES)}")
+    url_name = urlsplit(item.get("url") or "").path.rsplit("/", 1)[-1]
+    defaults = {"kind": "lavt", "variant": "?", "data": "?", "filename": url_name or f"{name}.pth"}
+    fields = {**defaults, **item, "aliases": tuple(item.get("aliases", ())), "table": path}
+    if FIELD_CHECKS["filename"](fields["filename"]):  # a URL ending in a folder
+        raise InputError(f"{entry}: field filename is needed (the url names no file)")
+    return WeightsEntry(**fields)
+
+
 def _extra_entries() -> list[WeightsEntry]:
+    """The entries of ``LAVT_WEIGHTS_TABLE``, checked when read: one line naming the
+    entry and the field at fault, the same for every command."""
     path = os.environ.get("LAVT_WEIGHTS_TABLE")
     if not path:
         return []
-    names = {f.name for f in dataclasses.fields(WeightsEntry)}
+    where = f"LAVT_WEIGHTS_TABLE {path}"
     try:
         items = json.loads(Path(path).read_text(encoding="utf-8"))
-        entries = []
-        for item in items:
-            unknown = set(item) - names
-            if unknown:
-                raise ValueError(f"unknown fields {sorted(unknown)}")
-            item = {**item, "aliases": tuple(item.get("aliases", ()))}
-            item.setdefault("kind", "lavt")
-            item.setdefault("variant", "?")
-            item.setdefault("data", "?")
-            url_name = urlsplit(item.get("url") or "").path.rsplit("/", 1)[-1]
-            item.setdefault("filename", url_name or f"{item.get('name')}.pth")
-            entries.append(WeightsEntry(**item))
-        return entries
-    except (OSError, ValueError, TypeError) as err:
-        raise InputError(f"LAVT_WEIGHTS_TABLE {path}: not a valid weights table ({err})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{where}: unreadable ({getattr(err, 'strerror', None) or err})") from None
+    except ValueError as err:
+        raise InputError(f"{where}: malformed JSON ({err})") from None
+    if not isinstance(items, list):
+        raise InputError(f"{where}: expected a list of entries, found {type(items).__name__}")
+    return [_table_entry(item, position, path) for position, item in enumerate(items)]
 
 
 def all_entries() -> list[WeightsEntry]:

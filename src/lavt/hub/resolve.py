@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import urllib.error
@@ -20,6 +21,7 @@ _KIND_NAMES = {
     "swin": "ImageNet Swin weights (for pretrained_swin_weights)",
     "text": "a text encoder (for text_encoder)",
 }
+log = logging.getLogger("lavt")
 _URL = re.compile(r"^(https?|hf):/+", re.IGNORECASE)
 
 
@@ -52,10 +54,16 @@ def _fetch(
     source: str,
     expected: str | None,
     label: str,
+    expected_from: str = cache.PUBLISHED,
 ) -> Path:
-    """The verified cache file ``dest``, downloaded unless present (or offline)."""
+    """The verified cache file ``dest``, downloaded unless present (or offline); a
+    downloaded copy that fails its checksum is removed and downloaded again, once."""
+    checks = {"expected": expected, "source": source, "label": label}
     if dest.exists():
-        return cache.check_cached(dest, expected=expected, source=source, label=label)
+        try:
+            return cache.check_cached(dest, **checks, expected_from=expected_from)
+        except cache.CorruptDownload as err:
+            log.warning("%s; removed it, downloading it again", err.finding)
     by_hand = f"download {source} and put it at {dest}"
     var = cache.offline_variable()
     if var is not None:
@@ -63,9 +71,7 @@ def _fetch(
             f"{label}: {dest.name} is not in the cache and {var} is set; {by_hand}"
         )
     try:
-        return download(
-            _opener(url, gdrive_id), dest, source=source, expected=expected, label=label
-        )
+        return download(_opener(url, gdrive_id), dest, **checks, expected_from=expected_from)
     except urllib.error.HTTPError as err:
         raise CheckpointError(f"{label}: {source} answered HTTP {err.code}; {by_hand}") from None
     except OSError as err:  # URLError included
@@ -95,6 +101,7 @@ def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
         source=entry.source,
         expected=entry.sha256,
         label=label,
+        expected_from=entry.checksum_origin,
     )
 
 
@@ -157,11 +164,17 @@ def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
         if wanted and entry.kind != wanted:
             raise CheckpointError(f"{label}: {_KIND_NAMES[entry.kind]}, not {_KIND_NAMES[wanted]}")
         return fetch_entry(entry, label=label)
-    if os.sep not in text and "/" not in text:
-        guesses = close_names(text)
-        if guesses:
-            raise CheckpointError(
-                f"{label}: no such file, nor a registered weights name; did you mean "
-                f"{' or '.join(guesses)}? (lavt weights list)"
-            )
+    if os.sep not in text and "/" not in text and close_names(text):
+        raise unknown_source(label, text)
     return path
+
+
+def unknown_source(label: str, text: str, *, param: str | None = None) -> CheckpointError:
+    """The error for ``text`` that is no file and no registered name, with a "did you
+    mean" for names that look like a misspelling of a registered one."""
+    guesses = close_names(text)
+    hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
+    return CheckpointError(
+        f"{label}: no such file, nor a registered weights name{hint} (lavt weights list)",
+        param=param,
+    )
