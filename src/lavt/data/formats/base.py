@@ -107,6 +107,13 @@ class ImageSizes:
 
     def __init__(self) -> None:
         self._sizes: dict[Path, tuple[int, int] | str] = {}
+        self._reported: set[Path] = set()
+
+    def first_report(self, path: Path) -> bool:
+        """True the first time it is asked about ``path`` (report an image's problem once)."""
+        first = path not in self._reported
+        self._reported.add(path)
+        return first
 
     def get(self, path: Path) -> tuple[int, int] | str:
         """The size, or what is wrong (missing, unreadable, not an image)."""
@@ -146,7 +153,10 @@ def polygons_problem(polygons: Any) -> str | None:
 def target_from(segmentation: list | dict, height: int, width: int) -> Target | str:
     """A checked COCO segmentation (polygons or RLE) as a :class:`Target`, or the problem
     (invalid for an image of ``height`` x ``width``, or empty: no pixel inside the image)."""
-    problem = segmentation_problem(segmentation, height, width)
+    if isinstance(segmentation, list):
+        problem = polygons_problem(segmentation)
+    else:
+        problem = segmentation_problem(segmentation, height, width)
     if problem:
         return problem
     mask = segmentation_to_mask(segmentation, height, width)  # (H, W) uint8, dropped here

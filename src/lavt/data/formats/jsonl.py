@@ -33,7 +33,6 @@ from lavt.data.formats.base import (
     Target,
     expressions_problem,
     name_problem,
-    polygons_problem,
     split_problem,
     target_from,
     target_from_mask,
@@ -132,7 +131,10 @@ def _target(mask: Any, folder: Path, height: int, width: int) -> Target | str:
     if isinstance(mask, str):
         return _png_target(folder / mask, mask, height, width)
     if isinstance(mask, dict) and set(mask) == {"polygons"}:
-        return polygons_problem(mask["polygons"]) or target_from(mask["polygons"], height, width)
+        polygons = mask["polygons"]
+        if not isinstance(polygons, list):
+            return "polygons must be a list of [x1, y1, x2, y2, ...] lists"
+        return target_from(polygons, height, width)
     if isinstance(mask, dict) and set(mask) == {"rle"}:
         rle = mask["rle"]
         if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
