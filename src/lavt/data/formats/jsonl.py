@@ -50,7 +50,7 @@ def read(src: Path, *, images: Path | None, problems: Problems) -> Iterator[Impo
     image_root = images if images is not None else src.parent
     sizes = ImageSizes()
     try:
-        with open(src, encoding="utf-8") as lines:
+        with open(src, encoding="utf-8-sig") as lines:  # a BOM is allowed
             for lineno, line in enumerate(lines, 1):
                 if line.strip():
                     record = _record(
