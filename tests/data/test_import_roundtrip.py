@@ -156,3 +156,15 @@ def test_synth_layout_bytes_unchanged_by_the_shared_writer(tmp_path):
     }
     for path, digest in expected.items():
         assert hashlib.sha256((tmp_path / path).read_bytes()).hexdigest()[:32] == digest, path
+
+
+def test_generator_replaces_only_its_own_folders(tmp_path, capsys):
+    argv = ["synth", "--own-data", "--format", "coco", "--output", str(tmp_path), "--images", "3"]
+    assert main(argv) == 0
+    assert main(argv) != 0 and "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    (tmp_path / "labelme").mkdir()
+    (tmp_path / "labelme" / "mine.json").write_text("{}")
+    labelme = [*argv[:3], "labelme", *argv[4:], "--overwrite"]
+    assert main(labelme) != 0 and "not written by lavt synth" in capsys.readouterr().err
+    assert (tmp_path / "labelme" / "mine.json").read_text() == "{}"

@@ -87,7 +87,8 @@ def _record(line, where, folder, image_root, sizes, problems) -> ImportRecord | 
     path = image_root / item["image"]
     size = sizes.get(path)
     if isinstance(size, str):
-        problems.add(where, size)
+        if sizes.first_report(path):  # once per image, at its first line
+            problems.add(where, size)
         return None
     width, height = size
     targets = _targets(item["mask"], folder, height, width)
