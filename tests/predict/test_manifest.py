@@ -8,6 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from manifest_helpers import decode, keys, read_lines, run, scene, scenes_manifest, write_manifest
 from PIL import Image
 
@@ -179,8 +180,14 @@ def test_bad_arguments(tmp_path, capsys):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "predictions.jsonl").write_text('{"image": "a", "mask": "b"}\n')
     assert run(manifest, tmp_path / "other") == 2  # a folder of `lavt predict --image`
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with FileLock(str(busy / ".lock")):  # another run is writing there
+        assert run(manifest, busy) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("lavt predict: error:") == 5
+    assert "Traceback" not in err and err.count("lavt predict: error:") == 6
+    assert "--output " + str(busy) + ": another lavt predict --manifest is writing" in err
+    assert not (busy / "predictions.jsonl").exists() and not (busy / "parts").exists()
     assert "--batch-size 0" in err and "nope.jsonl: manifest not found" in err
     assert not out.exists()
 

@@ -29,11 +29,13 @@ described in :mod:`lavt.predict.store`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +68,7 @@ from lavt.runtime import DistInfo, atomic_write_text, autocast, barrier
 
 log = logging.getLogger("lavt")
 
+LOCK = ".lock"  # held by rank 0 while a run works
 STOP = "stop"  # DIR/parts/stop: a rank passed --max-errors; the others stop too
 PROGRESS_SECONDS = 30.0
 
@@ -293,18 +296,40 @@ def predict_manifest(
     dist = dist or DistInfo()
     next(iter_sorted(output / PREDICTIONS), None)  # another command's folder: refused here
     start = time.perf_counter()
-    if dist.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        consolidate(output)
-    barrier()
-    mine = _work(
-        predictor, manifest, output, dist, batch_size=batch_size, workers=workers,
-        threads=threads, save_png=save_png, max_errors=max_errors,
-    )  # fmt: skip
-    total = _gather(output, dist, mine)
-    barrier()  # every rank has read the done files before rank 0 removes them
-    if dist.is_main:
-        total.pairs_total = finish(output, dist.world_size)
-        total.seconds = round(time.perf_counter() - start, 3)
-        atomic_write_text(output / SUMMARY, json.dumps(asdict(total), indent=2) + "\n")
+    with _only_run(output, dist):
+        if dist.is_main:
+            consolidate(output)
+        barrier()
+        mine = _work(
+            predictor, manifest, output, dist, batch_size=batch_size, workers=workers,
+            threads=threads, save_png=save_png, max_errors=max_errors,
+        )  # fmt: skip
+        total = _gather(output, dist, mine)
+        barrier()  # every rank has read the done files before rank 0 removes them
+        if dist.is_main:
+            total.pairs_total = finish(output, dist.world_size)
+            total.seconds = round(time.perf_counter() - start, 3)
+            atomic_write_text(output / SUMMARY, json.dumps(asdict(total), indent=2) + "\n")
     return total
+
+
+@contextlib.contextmanager
+def _only_run(output: Path, dist: DistInfo) -> Iterator[None]:
+    """Rank 0 holds ``DIR/.lock`` for the run: a second run on the same folder is refused."""
+    if not dist.is_main:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    output.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(output / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InputError(
+            f"output {output}: another lavt predict --manifest is writing there", param="output"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

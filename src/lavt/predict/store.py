@@ -144,7 +144,13 @@ def merge_sorted(sources: Iterable[Path], target: Path, key=prediction_key) -> i
 
 
 def consolidate(output: Path) -> None:
-    """Fold an earlier run's prediction parts into ``predictions.jsonl``; empty ``parts/``."""
+    """Fold an earlier run's prediction parts into ``predictions.jsonl``; empty ``parts/``.
+
+    Temporary files of a merge that was killed (``.predictions.jsonl.*.tmp``) are removed.
+    """
+    for name in (PREDICTIONS, ERRORS, SUMMARY):
+        for stale in output.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     parts = output / PARTS
     found = sorted(parts.glob("predictions-rank*.jsonl")) if parts.is_dir() else []
     for path in found:
