@@ -1,4 +1,11 @@
-"""``lavt predict``: masks, overlays and a JSON line per (image, expression)."""
+"""``lavt predict``: masks, overlays and a JSON line per (image, expression).
+
+``--image ... --text ...`` predicts every text on every image; ``--manifest FILE.jsonl``
+runs bulk inference over a JSON-lines manifest (:mod:`lavt.predict.bulk`), also
+under ``torchrun``::
+
+    torchrun --nproc_per_node 4 -m lavt predict --manifest pairs.jsonl --output out/
+"""
 
 from __future__ import annotations
 
@@ -19,11 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="released .pth, project checkpoint or .safetensors (default: the bundled model)",
     )
-    parser.add_argument(
-        "--image", type=Path, nargs="+", required=True, help="one or more image files"
+    inputs = parser.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--image", type=Path, nargs="+", help="one or more image files")
+    inputs.add_argument(
+        "--manifest",
+        type=Path,
+        help='JSON lines {"id", "image", "texts"} (or "text"), paths relative to the '
+        "file: bulk inference, resumable, shardable under torchrun (docs/bulk.md)",
     )
     parser.add_argument(
-        "--text", nargs="+", required=True, help="one or more expressions (each image gets all)"
+        "--text", nargs="+", help="with --image: one or more expressions (each image gets all)"
     )
     parser.add_argument(
         "--output",
@@ -39,29 +51,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_img_size_flag(parser)
     add_runtime_flag(parser)
     add_no_target_flags(parser)
+    bulk = parser.add_argument_group("bulk inference (--manifest)")
+    bulk.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        type=int,
+        default=16,
+        help="expressions per forward pass, across images (default: %(default)s)",
+    )
+    bulk.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="DataLoader processes decoding and resizing images (default: %(default)s)",
+    )
+    bulk.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads upsampling masks and encoding RLE (default: %(default)s)",
+    )
+    bulk.add_argument(
+        "--save-png",
+        "--save_png",
+        dest="save_png",
+        action="store_true",
+        help="also write masks/ and overlays/ PNGs (default: off, RLE only)",
+    )
+    bulk.add_argument(
+        "--max-errors",
+        "--max_errors",
+        dest="max_errors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop once more than N lines have failed, per process (default: no limit)",
+    )
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
 
 
-def run(args: argparse.Namespace) -> int:
-    from lavt.evaluation.outputs import check_output_dir
-    from lavt.predict import Predictor, predict_to_folder
-    from lavt.predict.batch import check_inputs
-    from lavt.runtime import select_device
-    from lavt.tokenizer import check_expression
-
-    for k, text in enumerate(args.text):
-        check_expression(text, name=f"--text #{k + 1}")
-    if args.img_size is not None and args.img_size < 16:
-        from lavt.errors import InputError
-
-        raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
+def _model_flags(args: argparse.Namespace) -> None:
+    """Refuse bad model flags before anything loads."""
+    from lavt.errors import InputError
     from lavt.modeling.no_target import check_rule
 
+    if args.img_size is not None and args.img_size < 16:
+        raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
     check_rule(args.no_target_rule, args.area_threshold)
-    images = check_inputs(args.image)  # every header checked before the model loads
-    check_output_dir(args.output)
-    device = select_device(args.device)
-    predictor = Predictor.from_checkpoint(
+
+
+def _predictor(args: argparse.Namespace, device):
+    from lavt.predict import Predictor
+
+    return Predictor.from_checkpoint(
         args.checkpoint,
         device=device,
         img_size=args.img_size,
@@ -70,6 +113,26 @@ def run(args: argparse.Namespace) -> int:
         runtime=args.runtime,
     )
 
+
+def run(args: argparse.Namespace) -> int:
+    if args.manifest is not None:
+        return run_manifest(args)
+    from lavt.errors import InputError
+    from lavt.evaluation.outputs import check_output_dir
+    from lavt.predict import predict_to_folder
+    from lavt.predict.batch import check_inputs
+    from lavt.runtime import select_device
+    from lavt.tokenizer import check_expression
+
+    if not args.text:
+        raise InputError("--text: give one or more expressions with --image")
+    for k, text in enumerate(args.text):
+        check_expression(text, name=f"--text #{k + 1}")
+    _model_flags(args)
+    images = check_inputs(args.image)  # every header checked before the model loads
+    check_output_dir(args.output)
+    predictor = _predictor(args, select_device(args.device))
+
     def report(line: dict) -> None:
         share = 100 * line["foreground_fraction"]
         found = f"{share:.1f}% of the image" if line["found"] else "no object found"
@@ -77,3 +140,48 @@ def run(args: argparse.Namespace) -> int:
 
     predict_to_folder(predictor, images, args.text, args.output, report=report)
     return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Bulk inference; exit status 1 when any manifest line failed."""
+    import logging
+
+    from lavt.errors import InputError
+    from lavt.predict.bulk import predict_manifest
+    from lavt.runtime import cleanup_distributed, init_distributed
+
+    if args.text:
+        raise InputError("--text: not with --manifest (its lines name the expressions)")
+    _model_flags(args)
+    dist, device = init_distributed(args.device)
+    try:
+        summary = predict_manifest(
+            _predictor(args, device),
+            args.manifest,
+            args.output,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            threads=args.threads,
+            save_png=args.save_png,
+            max_errors=args.max_errors,
+            dist=dist,
+        )
+    finally:
+        cleanup_distributed(dist)
+    if dist.is_main:
+        failed = (
+            f", {summary.lines_failed} line(s) failed (see {args.output / 'errors.jsonl'})"
+            if summary.lines_failed
+            else ""
+        )
+        logging.getLogger("lavt").info(
+            "%s: %d pairs predicted, %d done before, %d in %s%s%s",
+            args.manifest,
+            summary.pairs_written,
+            summary.pairs_skipped,
+            summary.pairs_total,
+            args.output / "predictions.jsonl",
+            failed,
+            "; stopped early (--max-errors)" if summary.stopped_early else "",
+        )
+    return 1 if summary.lines_failed else 0

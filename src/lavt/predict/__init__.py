@@ -2,10 +2,19 @@
 
 - :class:`Predictor` (``predictor.py``): image + expressions -> masks at the image's size;
 - :func:`predict_to_folder` (``batch.py``): many images, each checked up front and
-  decoded one at a time, written as masks, overlays and ``predictions.jsonl``.
+  decoded one at a time, written as masks, overlays and ``predictions.jsonl``;
+- :func:`predict_manifest` (``bulk.py``): bulk inference over a JSON-lines manifest
+  (``lavt predict --manifest``; docs/bulk.md).
 """
 
 from lavt.predict.batch import predict_to_folder
+from lavt.predict.bulk import predict_manifest
 from lavt.predict.predictor import Prediction, Predictor, predictions_from_logits
 
-__all__ = ["Prediction", "Predictor", "predict_to_folder", "predictions_from_logits"]
+__all__ = [
+    "Prediction",
+    "Predictor",
+    "predict_manifest",
+    "predict_to_folder",
+    "predictions_from_logits",
+]
