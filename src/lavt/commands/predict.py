@@ -37,10 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (CUDA when available, else cpu), cpu, cuda or cuda:N (default: %(default)s)",
     )
+    parser.add_argument(
+        "--coco-results",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="also write the masks as a COCO results file (image_id, category_id, RLE, "
+        "score; docs/integrations.md) (default: none)",
+    )
     add_img_size_flag(parser)
     add_runtime_flag(parser)
     add_no_target_flags(parser)
-    parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
+    parser.set_defaults(
+        _flags={"texts": "--text", "image": "--image", "coco_results": "--coco-results"}
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     check_rule(args.no_target_rule, args.area_threshold)
     images = check_inputs(args.image)  # every header checked before the model loads
     check_output_dir(args.output)
+    if args.coco_results is not None:
+        from lavt.checkpoint.io import check_output_file
+
+        check_output_file(args.coco_results, param="coco_results")
     device = select_device(args.device)
     predictor = Predictor.from_checkpoint(
         args.checkpoint,
@@ -76,5 +90,10 @@ def run(args: argparse.Namespace) -> int:
         found = f"{share:.1f}% of the image" if line["found"] else "no object found"
         print(f"{line['image']} | {line['text']!r}: {found} -> {line['overlay']}")
 
-    predict_to_folder(predictor, images, args.text, args.output, report=report)
+    lines = predict_to_folder(predictor, images, args.text, args.output, report=report)
+    if args.coco_results is not None:
+        from lavt.predict.coco_results import write_coco_results
+
+        count = write_coco_results(args.coco_results, lines)
+        print(f"{count} COCO results -> {args.coco_results}")
     return 0
