@@ -233,3 +233,28 @@ def test_model_and_card_import_without_huggingface_hub():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "pip install 'lavt[hub]'" in done.stdout
+
+
+def test_trainer_takes_a_pretrained_folder_as_init_weights(tmp_path, capsys):
+    from conftest import tiny_config
+    from lavt.train import TrainConfig
+    from lavt.train.model import build_training_model
+
+    torch.manual_seed(3)
+    source = lavt.build_model(tiny_config(img_size=64))
+    folder = source.save_pretrained(tmp_path / "init")
+    arch = tiny_config().to_dict()
+    arch = {k: arch[k] for k in ("embed_dim", "depths", "num_heads", "window_size", "text")}
+    cfg = TrainConfig(model="lavt_one", img_size=64, arch=arch, init_weights=str(folder))
+    model = build_training_model(cfg, initialise=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+    # the preflight accepts the folder (it used to want a file): the next check speaks
+    config = tmp_path / "tiny.yaml"
+    settings = {"model": "lavt_one", "img_size": 64, "arch": arch, "device": "cpu"}
+    settings |= {"output_dir": str(tmp_path / "runs"), "data_root": str(tmp_path / "no-data")}
+    config.write_text(yaml.safe_dump(settings))
+    assert cli_main(["train", "--config", str(config), "--init-weights", str(folder)]) != 0
+    err = capsys.readouterr().err
+    assert "init-weights" not in err and "no-data" in err, err
