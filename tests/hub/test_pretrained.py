@@ -66,6 +66,15 @@ def test_bundled_model_round_trips_through_a_pretrained_folder(tmp_path, capsys)
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     assert set(header) - {"__metadata__"} == set(original.state_dict())
 
+    # tokenizer_config.json + vocab.txt: transformers' tokenizer gives lavt's ids
+    from transformers import AutoTokenizer
+
+    from lavt.tokenizer import tokenizer_for_model
+
+    text = "the red circle under the big blue square"
+    ids, mask = tokenizer_for_model(original)(text)
+    assert AutoTokenizer.from_pretrained(folder)(text)["input_ids"] == ids[0][mask[0] > 0].tolist()
+
     expected = _logits(original)
     for loaded in (lavt.LAVT.from_pretrained(folder), lavt.load_model(folder)):
         assert loaded.vocab == original.vocab
