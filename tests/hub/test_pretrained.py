@@ -267,3 +267,21 @@ def test_trainer_takes_a_pretrained_folder_as_init_weights(tmp_path, capsys):
     assert cli_main(["train", "--config", str(config), "--init-weights", str(folder)]) != 0
     err = capsys.readouterr().err
     assert "init-weights" not in err and "no-data" in err, err
+
+
+def test_weights_path_of_a_repo_is_its_cached_snapshot(monkeypatch, tmp_path, capsys):
+    """A real Hugging Face cache layout (refs/main -> snapshots/<commit>/), no network."""
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--owner--repo"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"weights")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert cli_main(["weights", "path", "hf://owner/repo"]) == 0
+    assert capsys.readouterr().out.strip() == str(snapshot)
+    assert cli_main(["weights", "path", "hf://owner/other"]) == 1
+    assert "not in the Hugging Face cache" in capsys.readouterr().err

@@ -165,7 +165,14 @@ def hf_download(uri: str, *, label: str) -> Path:
 
 
 def hf_cached_path(uri: str) -> Path | None:
-    """Where ``uri`` sits in the Hugging Face cache, or None when it is not there (no network)."""
+    """Where ``uri`` sits in the Hugging Face cache, or None when it is not there (no network);
+    for ``hf://owner/repo[@rev]``, the snapshot folder holding its ``model.safetensors``."""
+    repo = parse_hf_repo(uri)
+    if repo is not None:
+        weights = hf_cached_path(
+            f"hf://{repo[0]}/model.safetensors" + (f"@{repo[1]}" if repo[1] else "")
+        )
+        return weights.parent if weights is not None else None
     repo_id, filename, revision = parse_hf_uri(uri)
     found = _hub(uri).try_to_load_from_cache(repo_id, filename, revision=revision)
     return Path(found) if isinstance(found, str) else None
