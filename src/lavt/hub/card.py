@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from lavt.errors import InputError
+from lavt.hub.registry import LAVT_HOMEPAGE
 from lavt.modeling.config import LAVTConfig
 
 LIBRARY = "lavt"
@@ -140,7 +141,7 @@ def _model_index(name: str, info: CardInfo) -> list[dict[str, Any]]:
                     "split": split,
                 },
                 "metrics": metrics,
-                "source": {"name": source, "url": PAPER}
+                "source": {"name": source, "url": LAVT_HOMEPAGE}
                 if source.startswith("LAVT")
                 else {"name": source},
             }
