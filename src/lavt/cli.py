@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from lavt._version import __version__
 from lavt.commands.helpformat import use_defaults_help
 from lavt.errors import LavtError
 
@@ -62,6 +63,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """Build the parser; only the chosen subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="lavt", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    parser.add_argument("--version", action="version", version=f"lavt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in _available_commands().items():

@@ -1,9 +1,12 @@
 """All weight loading and saving, split by job.
 
-- :mod:`lavt.checkpoint.io`: reading files (safetensors, or
+- :mod:`lavt.checkpoint.io`: reading files and pretrained folders (safetensors, or
   ``torch.load(weights_only=True)`` with ``argparse.Namespace`` as the only
-  extra global), strict loading, :func:`load_model`, :func:`save_checkpoint`,
-  :func:`convert_to_safetensors`;
+  extra global), strict loading, :func:`save_checkpoint`, safetensors writing;
+- :mod:`lavt.checkpoint.model_files`: :func:`load_model` and
+  :func:`convert_to_safetensors` (through ``LAVT.from_pretrained``);
+- :mod:`lavt.checkpoint.pretrained`: the pretrained folder ``LAVT.save_pretrained``
+  writes (``config.json``, ``model.safetensors``, ``vocab.txt``, model card);
 - :mod:`lavt.checkpoint.released`: the adapter for the released LAVT files
   (renaming, and the architecture read off tensor shapes and ``args.mha``);
 - :mod:`lavt.checkpoint.initialise`: training initialisers (Swin ImageNet
@@ -27,8 +30,6 @@ from lavt.checkpoint.io import (
     SAVE_DTYPES,
     StateDict,
     check_finite,
-    convert_to_safetensors,
-    load_model,
     load_state_dict_strict,
     model_payload,
     read_model_weights,
@@ -36,6 +37,7 @@ from lavt.checkpoint.io import (
     read_torch_file,
     save_checkpoint,
 )
+from lavt.checkpoint.model_files import convert_to_safetensors, load_model
 from lavt.checkpoint.released import filter_released_state_dict, infer_config, parse_mha
 from lavt.runtime import unwrap_model
 

@@ -11,6 +11,15 @@
 This project's checkpoints are dicts with ``format: "lavt"``, the model config
 as a plain dict (nanoGPT's ``model_args``), the state dict and the tokenizer
 vocabulary; saving goes through :mod:`lavt.runtime`'s atomic writes.
+
+A *pretrained folder* (what ``LAVT.save_pretrained`` writes, and a Hugging Face Hub
+repository holds) is read here too: ``config.json`` (the ``LAVTConfig``, a plain
+dict), ``vocab.txt`` and ``model.safetensors``. Nothing else in the folder is read,
+and nothing in it is ever imported or unpickled (docs/hub.md).
+
+Nothing here builds a model (``LAVT.from_pretrained`` and
+:mod:`lavt.checkpoint.model_files` do, through these readers), so the model class can
+call in without an import cycle.
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ from lavt.checkpoint.released import is_released_checkpoint, read_released
 from lavt.errors import CheckpointError, InputError
 from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
-from lavt.modeling.lavt import LAVT, build_model
 from lavt.runtime import (
     atomic_path,
     atomic_torch_save,
@@ -39,6 +47,11 @@ from lavt.runtime import (
     parse_dtype,
     unwrap_model,
 )
+
+#: the files of a pretrained folder (``LAVT.save_pretrained``, a Hub repository)
+CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE = "config.json", "model.safetensors", "vocab.txt"
+TOKENIZER_CONFIG_FILE, CARD_FILE = "tokenizer_config.json", "README.md"
+PRETRAINED_FILES = (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, TOKENIZER_CONFIG_FILE, CARD_FILE)
 
 FORMAT = "lavt"
 FORMAT_VERSION = 1
@@ -200,9 +213,46 @@ def _read_safetensors_model(path: Path) -> tuple[LAVTConfig, StateDict, list[str
     return _config_from_dict(config_dict, path), tensors, _vocab_or_none(vocab, path)
 
 
+def _read_vocab_file(path: Path) -> list[str] | None:
+    """A folder's ``vocab.txt``: None when it is the bundled bert-base-uncased vocabulary."""
+    from lavt.assets import bert_vocab_path
+
+    try:
+        tokens = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable vocabulary ({err})") from None
+    if tokens == bert_vocab_path().read_text(encoding="utf-8").splitlines():
+        return None
+    return tokens
+
+
+def _read_pretrained_dir(path: Path) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+    """``config.json``, ``model.safetensors`` and ``vocab.txt`` of a pretrained folder."""
+    weights, config_file, vocab_file = path / WEIGHTS_FILE, path / CONFIG_FILE, path / VOCAB_FILE
+    if not weights.is_file() or not config_file.is_file():
+        raise CheckpointError(
+            f"{path}: a folder without {CONFIG_FILE} and {WEIGHTS_FILE} (what "
+            "LAVT.save_pretrained writes; pickled weights such as pytorch_model.bin are "
+            "never read)"
+        )
+    try:
+        config_dict = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_file}: not a readable JSON config ({err})") from None
+    if not isinstance(config_dict, dict):
+        raise CheckpointError(f"{config_file}: expected a JSON object (the LAVT config)")
+    config = _config_from_dict(config_dict, config_file)
+    tensors, _ = read_safetensors(weights)
+    vocab = _read_vocab_file(vocab_file) if vocab_file.exists() else None
+    return config, tensors, vocab
+
+
 def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, list[str] | None]:
-    """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file."""
-    path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file
+    """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file
+    or pretrained folder (a path, or ``hf://owner/repo[@revision]``)."""
+    path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file/folder
+    if path.is_dir():
+        return _read_pretrained_dir(path)
     if path.suffix == ".safetensors":
         return _read_safetensors_model(path)
     obj = read_torch_file(path)
@@ -219,22 +269,6 @@ def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, 
             raise CheckpointError(f"{path}: {err}") from None
         return config, sd, None
     raise CheckpointError(f"{path}: not a LAVT checkpoint (no LAVT model weights found)")
-
-
-def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None
-) -> LAVT:
-    """Build the model a checkpoint describes and load its weights strictly.
-
-    Accepts the released ``.pth`` files (either variant), this project's
-    checkpoints and ``.safetensors`` exports. Returns the model in eval mode on
-    ``device``.
-    """
-    config, sd, vocab = read_model_weights(path)
-    model = build_model(config, vocab=vocab)
-    load_state_dict_strict(model, sd, source=str(path))
-    model.to(device=device, dtype=dtype)
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------- saving
@@ -277,24 +311,8 @@ def check_output_file(path: Path, *, param: str = "output") -> None:
         )
 
 
-def convert_to_safetensors(
-    src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str = "float32"
-) -> LAVTConfig:
-    """Export any supported checkpoint's model weights to ``dst`` (.safetensors), atomically.
-
-    ``dtype`` (float32, float16 or bfloat16) is the storage type of the floating
-    tensors; :func:`load_model` casts them back to float32.
-    """
-    from safetensors.torch import save_file
-
-    dst = Path(dst)
-    check_output_file(dst)
-    if dst.suffix != ".safetensors":
-        raise InputError(f"output {dst}: must end in .safetensors", param="output")
-    store = parse_dtype(dtype, allowed=SAVE_DTYPES)
-    config, sd, vocab = read_model_weights(src)
-    model = build_model(config, vocab=vocab)
-    load_state_dict_strict(model, sd, source=str(src))  # validate before writing
+def safetensors_metadata(config: LAVTConfig, vocab: list[str] | None) -> dict[str, str]:
+    """What a LAVT ``.safetensors`` file carries beside its tensors (config, vocabulary)."""
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -302,14 +320,24 @@ def convert_to_safetensors(
     }
     if vocab is not None:
         meta["vocab"] = json.dumps(vocab)
+    return meta
+
+
+def write_model_safetensors(model: nn.Module, dst: Path, *, dtype: str = "float32") -> None:
+    """``model``'s weights (floating tensors stored as ``dtype``), config and vocabulary as
+    one ``.safetensors`` file, written atomically; non-finite weights are refused."""
+    from safetensors.torch import save_file
+
+    model = unwrap_model(model)
+    store = parse_dtype(dtype, allowed=SAVE_DTYPES)
     tensors = {
-        k: (v.to(store) if v.is_floating_point() else v).contiguous()
+        k: (v.detach().cpu().to(store) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
+    check_finite(tensors, source=str(dst), action="save")
     try:
         with atomic_path(dst) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_file(tensors, str(tmp), metadata=safetensors_metadata(model.config, model.vocab))
     except OSError as err:
         message = f"output {dst}: cannot write ({err.strerror or err})"
         raise InputError(message, param="output") from None
-    return config

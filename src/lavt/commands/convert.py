@@ -5,22 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_storage_dtype_flag
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "input", type=Path, help="released .pth, project checkpoint or .safetensors"
-    )
+    parser.add_argument("input", type=Path, help=CHECKPOINT_SOURCES)
     parser.add_argument(
         "output",
         type=Path,
         help="the .safetensors file to write (replaced atomically; its folder is created)",
     )
-    parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=("float32", "float16", "bfloat16"),
-        help="storage type of the weights (loaded back as float32); float16 halves the file",
-    )
+    add_storage_dtype_flag(parser)
     parser.set_defaults(_flags={"output": "output", "src": "input"})
 
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from lavt.commands.shared_flags import (
+    CHECKPOINT_SOURCES,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         default=None,
-        help="released .pth, project checkpoint or .safetensors (default: the bundled model)",
+        help=f"{CHECKPOINT_SOURCES} (default: the bundled model)",
     )
     parser.add_argument(
         "--data-root",

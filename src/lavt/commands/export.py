@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lavt.commands.shared_flags import CHECKPOINT_SOURCES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lavt.export.onnx_export import DEFAULT_OPSET, EXPORT_DTYPES
 
-    parser.add_argument(
-        "checkpoint", type=Path, help="released .pth, project checkpoint or .safetensors"
-    )
+    parser.add_argument("checkpoint", type=Path, help=CHECKPOINT_SOURCES)
     parser.add_argument("output", type=Path, metavar="OUT.onnx", help="the ONNX file to write")
     parser.add_argument(
         "--img-size",

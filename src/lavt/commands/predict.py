@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from lavt.commands.shared_flags import (
+    CHECKPOINT_SOURCES,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         type=Path,
         default=None,
-        help="released .pth, project checkpoint or .safetensors (default: the bundled model)",
+        help=f"{CHECKPOINT_SOURCES} (default: the bundled model)",
     )
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--image", type=Path, nargs="+", help="one or more image files")
@@ -47,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         help="auto (CUDA when available, else cpu), cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--coco-results",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="also write the masks as a COCO results file (image_id, category_id, RLE, "
+        "score; docs/integrations.md) (default: none)",
     )
     add_img_size_flag(parser)
     add_runtime_flag(parser)
@@ -88,7 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop once more than N lines have failed, per process (default: no limit)",
     )
-    parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
+    parser.set_defaults(
+        _flags={"texts": "--text", "image": "--image", "coco_results": "--coco-results"}
+    )
 
 
 def _model_flags(args: argparse.Namespace) -> None:
@@ -131,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
     _model_flags(args)
     images = check_inputs(args.image)  # every header checked before the model loads
     check_output_dir(args.output)
+    if args.coco_results is not None:
+        from lavt.checkpoint.io import check_output_file
+
+        check_output_file(args.coco_results, param="coco_results")
     predictor = _predictor(args, select_device(args.device))
 
     def report(line: dict) -> None:
@@ -138,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
         found = f"{share:.1f}% of the image" if line["found"] else "no object found"
         print(f"{line['image']} | {line['text']!r}: {found} -> {line['overlay']}")
 
-    predict_to_folder(predictor, images, args.text, args.output, report=report)
+    lines = predict_to_folder(predictor, images, args.text, args.output, report=report)
+    if args.coco_results is not None:
+        from lavt.predict.coco_results import write_coco_results
+
+        count = write_coco_results(args.coco_results, lines)
+        print(f"{count} COCO results -> {args.coco_results}")
     return 0
 
 
@@ -152,6 +172,8 @@ def run_manifest(args: argparse.Namespace) -> int:
 
     if args.text:
         raise InputError("--text: not with --manifest (its lines name the expressions)")
+    if args.coco_results is not None:
+        raise InputError("--coco-results: with --image only (not with --manifest)")
     _model_flags(args)
     dist, device = init_distributed(args.device)
     try:

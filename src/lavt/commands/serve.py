@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from lavt.commands.shared_flags import add_no_target_flags
+from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_no_target_flags
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -22,7 +22,10 @@ SWITCH_INTERVAL_S = 0.0005
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--checkpoint", type=Path, default=None, help="model file (default: the bundled model)"
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"{CHECKPOINT_SOURCES} (default: the bundled model)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+#: what a checkpoint argument takes (every source goes through lavt.hub.resolve_weights)
+CHECKPOINT_SOURCES = (
+    "released .pth, project checkpoint, .safetensors, save_pretrained folder, registered "
+    "name (lavt weights list), URL or hf://owner/repo[@rev]"
+)
+
 
 def add_runtime_flag(parser: argparse.ArgumentParser) -> None:
     """``--runtime torch|onnxruntime``: which engine runs ``--checkpoint``."""
@@ -53,4 +59,15 @@ def add_img_size_flag(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="square input size (default: the checkpoint's)",
+    )
+
+
+def add_storage_dtype_flag(parser: argparse.ArgumentParser) -> None:
+    """``--dtype``: how the floating weights of a written file are stored (convert, push)."""
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="storage type of the weights (loaded back as float32); float16 halves the file "
+        "(default: %(default)s)",
     )

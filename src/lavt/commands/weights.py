@@ -1,4 +1,4 @@
-"""``lavt weights``: the released weights by name (list, fetch, path, verify).
+"""``lavt weights``: the released weights by name (list, fetch, path, verify, push).
 
 ::
 
@@ -6,6 +6,7 @@
     lavt weights fetch lavt_one-refcoco --safetensors
     lavt weights path lavt_one-refcoco
     lavt weights verify
+    lavt weights push lavt_one-refcoco me/lavt-one-refcoco --metrics eval/metrics.json
 """
 
 from __future__ import annotations
@@ -30,7 +31,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path.add_argument("source", metavar="NAME|URL")
     verify = sub.add_parser("verify", help="re-check the sha256 of every cached file")
     verify.add_argument("--delete", action="store_true", help="remove the files that fail")
-    parser.set_defaults(_flags={"source": "NAME", "sources": "NAME"})
+    _add_push(sub)
+    parser.set_defaults(
+        _flags={
+            "source": "NAME",
+            "sources": "NAME",
+            "repo_id": "REPO_ID",
+            "metrics": "--metrics",
+            "dataset": "--dataset",
+            "output": "--local-dir",
+            "dtype": "--dtype",
+            "revision": "--branch",
+        }
+    )
+
+
+def _add_push(sub) -> None:
+    from lavt.commands.shared_flags import add_storage_dtype_flag
+
+    push = sub.add_parser(
+        "push",
+        help="convert a checkpoint to a Hub folder (safetensors, config, card) and upload it",
+        description="Convert a released .pth, a bundled model or any checkpoint to the "
+        "save_pretrained layout (config.json, model.safetensors, vocab.txt, README.md card) "
+        "and upload it to a Hugging Face Hub repository (needs lavt[hub] and a token), or "
+        "write it to --local-dir only.",
+    )
+    push.add_argument("source", metavar="NAME_OR_PATH", help="registered name, path or URL")
+    push.add_argument("repo_id", metavar="REPO_ID", help="owner/name on the Hub")
+    push.add_argument(
+        "--metrics",
+        default=None,
+        help="lavt evaluate's metrics.json, shown in the card (default: none)",
+    )
+    push.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset the metrics were measured on, e.g. refcoco (default: the released "
+        "name's, else none)",
+    )
+    push.add_argument(
+        "--local-dir",
+        default=None,
+        help="write the folder here and upload nothing (default: upload)",
+    )
+    add_storage_dtype_flag(push)
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--branch", default=None, help="branch to commit to (default: main)")
 
 
 def _results(results: dict[str, float]) -> str:
@@ -176,7 +223,47 @@ def _verify(delete: bool) -> int:
     return 1 if bad else 0
 
 
+def _card_info(source: str, repo_id: str, metrics: str | None, dataset: str | None):
+    """What the card says: the released name's data and published figures, the metrics."""
+    from lavt.errors import InputError
+    from lavt.hub.card import CardInfo, read_metrics
+    from lavt.hub.registry import find_entry
+
+    entry = find_entry(source)
+    published = {}
+    if entry is not None and entry.kind == "lavt":
+        dataset = dataset or entry.name.split("-", 1)[1]
+        published = dict(entry.results)
+    elif source in ("synthetic", "synthetic-generalized"):
+        dataset = dataset or "synthetic"
+    measured = read_metrics(metrics) if metrics else {}
+    if measured and not dataset:
+        raise InputError("dataset: name the data the metrics were measured on", param="dataset")
+    return CardInfo(
+        dataset=dataset, metrics=measured, published=published, repo_id=repo_id, origin=source
+    )
+
+
+def _push(args: argparse.Namespace) -> int:
+    from lavt.hub.hf import repo_source
+    from lavt.modeling import LAVT
+
+    repo_source(args.repo_id)  # a malformed name before the model loads
+    card = _card_info(args.source, args.repo_id, args.metrics, args.dataset)
+    model = LAVT.from_checkpoint(args.source)
+    if args.local_dir is not None:
+        print(model.save_pretrained(args.local_dir, card=card, dtype=args.dtype))
+        return 0
+    url = model.push_to_hub(
+        args.repo_id, card=card, dtype=args.dtype, private=args.private or None, branch=args.branch
+    )
+    print(url)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "push":
+        return _push(args)
     if args.action == "list":
         return _list(args.json)
     if args.action == "fetch":

@@ -130,7 +130,8 @@ def cache_path(source: str) -> Path:
 def resolve_weights(source: str | os.PathLike, *, param: str = "checkpoint") -> Path:
     """A local path for ``source``: a path (returned unchanged, even when missing, for the
     caller's own error), a registered name (``lavt-refcoco``, ``swin-base-window12-384-22k``;
-    see ``lavt weights list``), an ``http(s)://`` URL or ``hf://owner/repo/file[@revision]``.
+    see ``lavt weights list``), an ``http(s)://`` URL, ``hf://owner/repo/file[@revision]``
+    (a file) or ``hf://owner/repo[@revision]`` (the local folder of a pretrained repository).
 
     Names and URLs are downloaded once into ``$LAVT_HOME`` and checksummed at every use.
     Errors name ``param``.
@@ -150,8 +151,10 @@ def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
     if lowered.startswith(("http://", "https://")):
         return fetch_url(text, label=label)
     if lowered.startswith("hf://"):
-        from lavt.hub.hf import hf_download
+        from lavt.hub.hf import hf_download, hf_snapshot, parse_hf_repo
 
+        if parse_hf_repo(text) is not None:  # hf://owner/repo[@rev]: a pretrained folder
+            return hf_snapshot(text, label=label)
         return hf_download(text, label=label)
     path = Path(source)
     if path.exists():

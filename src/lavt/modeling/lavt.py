@@ -4,11 +4,20 @@ With ``LAVTConfig.no_target_head`` the model also has a 2-way "no object"
 classifier for generalized referring segmentation (docs/gres.md). ``forward``
 still returns the mask logits alone; ``forward(..., return_no_target=True)``
 returns :class:`LAVTOutput` (``no_target_logits`` None for a model without head).
+
+``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` follow
+``huggingface_hub.PyTorchModelHubMixin``'s interface without inheriting it (the Hub
+client is optional): a folder of ``config.json`` (the ``LAVTConfig``), ``vocab.txt``,
+``model.safetensors`` and a generated card, read back through
+:mod:`lavt.checkpoint.io` (strict, no code run, nothing unpickled). docs/hub.md.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +29,9 @@ from lavt.modeling.decoder import SimpleDecoder
 from lavt.modeling.no_target import NoTargetHead
 from lavt.modeling.swin import MultiModalSwin
 from lavt.modeling.text import build_text_encoder, encode_text
+
+if TYPE_CHECKING:
+    from lavt.hub.card import CardInfo
 
 
 class LAVTOutput(NamedTuple):
@@ -95,6 +107,98 @@ class LAVT(nn.Module):
         if return_no_target:
             return LAVTOutput(out["logits"], out.get("no_target_logits"))
         return out["logits"]
+
+    # -- the Hugging Face Hub interface (PyTorchModelHubMixin's method names and arguments)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> LAVT:
+        """The model of a pretrained folder or a Hub repository (``owner/repo`` that is
+        not a local path, at ``revision``), or of any checkpoint :meth:`from_checkpoint`
+        takes; in eval mode on ``device``."""
+        from lavt.hub.hf import is_repo_id, repo_source
+
+        source = os.fspath(pretrained_model_name_or_path)
+        local = source.lower().startswith("hf://") or Path(source).exists()
+        if revision is not None or (not local and is_repo_id(source)):
+            source = repo_source(source, revision)
+        return cls.from_checkpoint(source, device=device, dtype=dtype)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        source: str | os.PathLike,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> LAVT:
+        """The model of a path (file or pretrained folder), a registered name, a URL or
+        ``hf://...`` (``lavt.load_model``), read through :mod:`lavt.checkpoint.io`: strict,
+        nothing unpickled, no code from a folder run; in eval mode on ``device``."""
+        from lavt.checkpoint.io import load_state_dict_strict, read_model_weights
+
+        config, state_dict, vocab = read_model_weights(source)
+        model = build_model(config, vocab=vocab)
+        load_state_dict_strict(model, state_dict, source=os.fspath(source))
+        return model.to(device=device, dtype=dtype).eval()
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        card: CardInfo | None = None,
+        dtype: str = "float32",
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` (floating tensors as ``dtype``),
+        ``vocab.txt``, ``tokenizer_config.json`` and a generated model card ``README.md``
+        (``card``: dataset, metrics, repository name; :class:`lavt.hub.card.CardInfo`)."""
+        from lavt.checkpoint.pretrained import write_pretrained_dir
+        from lavt.hub.card import CardInfo, model_card
+
+        text = model_card(
+            self.config,
+            card or CardInfo(),
+            vocab_size=len(self.vocab) if self.vocab is not None else None,
+            parameters=sum(p.numel() for p in self.parameters()),
+        )
+        return write_pretrained_dir(self, save_directory, card=text, dtype=dtype)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        card: CardInfo | None = None,
+        dtype: str = "float32",
+        private: bool | None = None,
+        branch: str | None = None,
+        commit_message: str = "Upload LAVT model with lavt",
+        token: str | None = None,
+    ) -> str:
+        """``save_pretrained`` into a temporary folder, then one commit to ``repo_id``
+        (created if needed); returns the commit URL. Needs ``lavt[hub]`` and a token."""
+        import dataclasses
+
+        from lavt.hub.card import CardInfo
+        from lavt.hub.hf import repo_source, upload_folder
+
+        repo_source(repo_id)  # a malformed name is refused before anything is written
+        card = dataclasses.replace(card or CardInfo(), repo_id=repo_id)
+        with tempfile.TemporaryDirectory(prefix="lavt-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "model", card=card, dtype=dtype)
+            return upload_folder(
+                folder,
+                repo_id,
+                private=private,
+                branch=branch,
+                commit_message=commit_message,
+                token=token,
+            )
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)

@@ -151,8 +151,8 @@ def preflight(cfg: TrainConfig, info: DistInfo) -> tuple[Resume | None, Any]:
     """Check what can be refused before anything is written: resume, model, init file, data."""
     resume = Resume.open(cfg, info)
     resolve_model_config(cfg)  # a bad arch or mha
-    if cfg.init_weights and resume is None:  # a path, or a released name fetched now
-        if not resolve_weights(cfg.init_weights, param="init_weights").is_file():
+    if cfg.init_weights and resume is None:  # a path (file or folder), or a name fetched now
+        if not resolve_weights(cfg.init_weights, param="init_weights").exists():
             raise InputError(
                 f"init_weights {cfg.init_weights}: file not found", param="init_weights"
             )
