@@ -32,6 +32,7 @@ from lavt.errors import CheckpointError, InputError
 from lavt.hub import resolve_weights
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.lavt import LAVT, build_model
+from lavt.precision import cast_for_inference, choose_precision
 from lavt.runtime import (
     atomic_path,
     atomic_torch_save,
@@ -222,18 +223,28 @@ def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, 
 
 
 def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    dtype: str | torch.dtype | None = None,
 ) -> LAVT:
     """Build the model a checkpoint describes and load its weights strictly.
 
     Accepts the released ``.pth`` files (either variant), this project's
     checkpoints and ``.safetensors`` exports. Returns the model in eval mode on
-    ``device``.
+    ``device``. ``dtype`` (:mod:`lavt.precision`): ``bfloat16``/``float16`` cast
+    the matrix-product weights once (norms and embeddings stay float32: call the
+    model under ``lavt.runtime.autocast(device, dtype)``); ``int8`` quantises the
+    linear layers; ``auto`` picks as ``--dtype auto`` does; None or ``float32``
+    leaves the weights float32.
     """
     config, sd, vocab = read_model_weights(path)
     model = build_model(config, vocab=vocab)
     load_state_dict_strict(model, sd, source=str(path))
-    model.to(device=device, dtype=dtype)
+    model.to(device=device)
+    if dtype is not None:
+        precision = choose_precision(dtype, torch.device(device), embed_dim=config.embed_dim)
+        model = cast_for_inference(model, precision.name, copy_model=False)
     return model.eval()
 
 

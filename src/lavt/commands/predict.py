@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lavt.commands.shared_flags import (
+    add_dtype_flag,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto (CUDA when available, else cpu), cpu, cuda or cuda:N (default: %(default)s)",
     )
     add_img_size_flag(parser)
+    add_dtype_flag(parser, default="auto")
     add_runtime_flag(parser)
     add_no_target_flags(parser)
     parser.set_defaults(_flags={"texts": "--text", "image": "--image"})
@@ -58,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from lavt.modeling.no_target import check_rule
 
     check_rule(args.no_target_rule, args.area_threshold)
+    from lavt.precision import check_dtype
+
+    check_dtype(args.dtype, runtime=args.runtime)
     images = check_inputs(args.image)  # every header checked before the model loads
     check_output_dir(args.output)
     device = select_device(args.device)
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         no_target_rule=args.no_target_rule,
         area_threshold=args.area_threshold,
         runtime=args.runtime,
+        dtype=args.dtype,
     )
 
     def report(line: dict) -> None:

@@ -54,3 +54,18 @@ def add_img_size_flag(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="square input size (default: the checkpoint's)",
     )
+
+
+def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--dtype`` (alias ``--amp``): the inference precision (:mod:`lavt.precision`)."""
+    parser.add_argument(
+        "--dtype",
+        "--amp",
+        dest="dtype",
+        default=default,
+        metavar="DTYPE",
+        help="auto, float32 (none), bfloat16, float16 or int8 (CPU): low precision runs a "
+        "copy of the model with its weights cast once; auto picks bfloat16 only on a CPU "
+        "with fast bf16 matrix products (AMX, AVX512-BF16) and a model large enough to "
+        "gain, and logs why (default: %(default)s)",
+    )
