@@ -230,6 +230,8 @@ def prepare_for_inference(
         return model.to(device).eval(), precision
     config = getattr(model, "config", None)
     precision = choose_precision(dtype, device, embed_dim=getattr(config, "embed_dim", None))
-    log.info("inference dtype %s (%s)", precision.name, precision.reason)
+    # a low-precision path is announced; float32, the unsurprising case, with --verbose
+    level = logging.DEBUG if precision.name == "fp32" else logging.INFO
+    log.log(level, "inference dtype %s (%s)", precision.name, precision.reason)
     model = model.to(device).eval()
     return cast_for_inference(model, precision.name, copy_model=copy_model).eval(), precision

@@ -68,10 +68,14 @@ def test_auto_choice(monkeypatch, flags, speedup, embed_dim, expected, probed):
 
 def test_auto_logs_its_reason(monkeypatch, bundled, caplog):
     _machine(monkeypatch, {"avx512_bf16"}, 1.0)
-    with caplog.at_level("INFO", logger="lavt"):
+    with caplog.at_level("DEBUG", logger="lavt"):
         predictor = Predictor(bundled, device="cpu", dtype="auto")
     assert predictor.precision.name == "fp32" and predictor.amp is None
     assert "inference dtype fp32 (auto: embed_dim 16 < 64" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lavt"):
+        Predictor(bundled, device="cpu", dtype="int8")
+    assert "inference dtype int8 (requested)" in caplog.text
 
 
 def test_explicit_names_and_refusals(monkeypatch):

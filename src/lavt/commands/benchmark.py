@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME_OR_PATH",
         help="time this model instead: a bundled name (synthetic, synthetic-generalized), a "
-        "registered name (lavt weights list) or a file",
+        "registered name (lavt weights list) or a file (default: none, a random --preset model)",
     )
     add(
         "--img-size",

@@ -109,6 +109,13 @@ def run(args: argparse.Namespace) -> int:
     )
     app = create_app(adapter, config)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    log.info("serving %s on http://%s:%d/", adapter.name, args.host, args.port)
+    log.info(
+        "serving %s in %s (%s) on http://%s:%d/",
+        adapter.name,
+        adapter.precision.name,
+        adapter.precision.reason,
+        args.host,
+        args.port,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
