@@ -7,6 +7,9 @@ parses the printed medians, and writes them with the machine's description:
     LAVT_REF_DIR=/work/lavt-ref .venv/bin/python benchmarks/cpu_side_by_side.py \\
         --harness /work/shared/reference/harness/side_by_side.py --runs 3 \\
         --out benchmarks/cpu_side_by_side.json -- --reps 5 --threads 2 --bf16
+
+The fast paths of ``lavt.precision`` (bf16 copy, int8) with ``--harness
+benchmarks/side_by_side_fast.py`` (its docstring has the command).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ LINE = re.compile(
     r"^(?P<name>.+?)\s+(?P<med>[\d.]+) s \(median of (?P<reps>\d+); "
     r"min (?P<min>[\d.]+), max (?P<max>[\d.]+)\)$"
 )
+AGREE = re.compile(
+    r"^pixel agreement (?P<name>.+?): (?P<ref>[\d.]+) with the reference fp32, "
+    r"(?P<ours>[\d.]+) with lavt fp32$"
+)
+AUTO = re.compile(r"^lavt --dtype auto picks (?P<choice>.+)$")
 DIFF = re.compile(
     r"fp32 max \|diff\| / max \|logit\| = (?P<err>\S+?)(; bf16 pixel agreement (?P<agree>\S+))?$"
 )
@@ -65,6 +73,13 @@ def parse(text: str) -> dict:
             run["fp32_max_rel_diff"] = float(m["err"])
             if m["agree"]:
                 run["bf16_pixel_agreement"] = float(m["agree"])
+        elif m := AGREE.match(line.strip()):
+            run.setdefault("pixel_agreement", {})[m["name"]] = {
+                "with_reference_fp32": float(m["ref"]),
+                "with_lavt_fp32": float(m["ours"]),
+            }
+        elif m := AUTO.match(line.strip()):
+            run["dtype_auto"] = m["choice"]
     return run
 
 
@@ -81,7 +96,7 @@ def main() -> int:
     for i in range(a.runs):
         load_before = os.getloadavg()
         proc = subprocess.run(
-            [sys.executable, "-c", LAUNCH, str(a.harness), *a.harness_args],
+            [sys.executable, "-c", LAUNCH, str(a.harness.resolve()), *a.harness_args],
             capture_output=True,
             text=True,
             check=False,

@@ -4,13 +4,17 @@
 Starts two servers with the default model (``--max-batch 16`` and
 ``--max-batch 1``), sends each REQUESTS requests from CLIENTS concurrent
 clients (multipart, one bundled example image and one of its expressions
-each), and reports errors, p50/p99 latency, requests/s, the server's RSS
-before and after, and the throughput ratio. The rounds alternate between the
-two servers, so that other work on the machine weighs on both alike. Writes
-the figures as JSON::
+each), and reports errors, p50/p99 latency, requests/s, the server's CPU
+time per request, its RSS before and after, and the throughput ratio. The
+rounds alternate between the two servers, so that other work on the machine
+weighs on both alike. In the same run, before and after the servers, it
+measures the ceiling: the same model's own forward rate at batch 16
+(``lavt benchmark --checkpoint synthetic --batch-size 16``: no HTTP, decode or
+encode) with the server's thread count and with all cores. Writes the figures
+as JSON::
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/load_test.py \
-        --requests 1000 --clients 16 --output benchmarks/serve_load_cpu.json
+        --requests 2000 --clients 16 --output benchmarks/serve_load_cpu.json
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -53,6 +58,33 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (all its threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def forward_rate(threads: int, dtype: str, repeats: int) -> dict:
+    """The bundled model's own forward rate at batch 16 (``lavt benchmark``), in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ceiling.json"
+        command = [sys.executable, "-m", "lavt", "benchmark", "--checkpoint", "synthetic",
+                   "--batch-size", "16", "--dtype", dtype, "--threads", str(threads),
+                   "--warmup", "3", "--repeats", str(repeats), "--json", str(out)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        result = json.loads(out.read_text())
+    return {"threads": threads, "pairs_per_s": round(result["pairs_per_second"], 2),
+            "latency_ms_median": round(result["latency_ms_median"], 2),
+            "dtype_path": result["extra"].get("dtype path")}  # fmt: skip
+
+
+def ceilings(args: argparse.Namespace) -> list[dict]:
+    counts = sorted({args.server_threads, os.cpu_count() or 1})
+    return [forward_rate(t, args.dtype, args.ceiling_repeats) for t in counts]
 
 
 @contextlib.contextmanager
@@ -194,12 +226,13 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> lis
     with contextlib.ExitStack() as stack:
         servers = {}
         for max_batch in batches:
-            flags = ["--device", "cpu", "--max-batch", str(max_batch),
+            flags = ["--device", "cpu", "--max-batch", str(max_batch), "--dtype", args.dtype,
                      "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024"]  # fmt: skip
             servers[max_batch] = stack.enter_context(server(flags, args.server_threads))
         for url, _ in servers.values():
             asyncio.run(run_clients(url, args.warmup, args.clients))
         rss_before = {b: rss_mb(pid) for b, (_, pid) in servers.items()}
+        cpu_before = {b: cpu_seconds(pid) for b, (_, pid) in servers.items()}
         totals = {b: ([], {}, 0.0) for b in batches}
         per_round = args.requests // args.rounds
         for _ in range(args.rounds):
@@ -212,7 +245,9 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> lis
                 totals[b] = (all_latencies, all_errors, all_wall + wall)
         runs = []
         for b, (url, pid) in servers.items():
+            cpu_ms = 1000 * (cpu_seconds(pid) - cpu_before[b]) / max(1, len(totals[b][0]))
             runs.append({"max_batch": b, **summary(*totals[b], args.clients), **batch_stats(url),
+                         "server_cpu_ms_per_request": round(cpu_ms, 3),
                          "server_rss_mb_before": round(rss_before[b], 1),
                          "server_rss_mb_after": round(rss_mb(pid), 1)})  # fmt: skip
     return runs
@@ -226,15 +261,30 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternations between servers")
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--server-threads", type=int, default=1, help="server's OMP_NUM_THREADS")
+    parser.add_argument("--dtype", default="auto", help="the servers' and the ceiling's --dtype")
+    parser.add_argument("--ceiling-repeats", type=int, default=20, help="timed forwards")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
+    before = ceilings(args)
     cpu_start = time.process_time()
     runs = measure(args)
     client_cpu = time.process_time() - cpu_start
+    after = ceilings(args)
     for run in runs:
         print(json.dumps(run))
     speedup = runs[0]["requests_per_s"] / runs[1]["requests_per_s"]
     print(f"throughput --max-batch 16 / --max-batch 1: {speedup:.2f}x")
+    ceiling = {}
+    for row in before + after:
+        best = ceiling.get(row["threads"])
+        if best is None or row["pairs_per_s"] > best["pairs_per_s"]:
+            ceiling[row["threads"]] = row
+    shares = {t: runs[0]["requests_per_s"] / row["pairs_per_s"] for t, row in ceiling.items()}
+    for t, row in sorted(ceiling.items()):
+        seen = [r["pairs_per_s"] for r in before + after if r["threads"] == t]
+        print(f"ceiling, forward at batch 16 with {t} thread(s): {row['pairs_per_s']:.1f} pairs/s "
+              f"(before, after the servers: {seen}); served --max-batch 16 = "
+              f"{100 * shares[t]:.1f}% of it")  # fmt: skip
     total = sum(run["requests"] for run in runs)
     print(f"load generator CPU: {1000 * client_cpu / total:.2f} ms per request")
     if args.output:
@@ -253,6 +303,10 @@ def main() -> int:
             "note": "client and servers on the same loopback host; rounds alternate configs",
             "runs": runs,
             "batching_speedup": round(speedup, 2),
+            "ceiling_before": before,
+            "ceiling_after": after,
+            "served_share_of_ceiling": {str(t): round(v, 4) for t, v in shares.items()},
+            "load_average_1min_end": os.getloadavg()[0],
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

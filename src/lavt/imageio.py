@@ -11,6 +11,7 @@ bit depth, or by their range for floats), never clipped. Every failure is an
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -99,13 +100,24 @@ def check_image(path: str | os.PathLike) -> tuple[int, int]:
     return size
 
 
+def _decode(source: Path | io.BytesIO, name: str | Path) -> Image.Image:
+    with _reading(name), Image.open(source) as image:
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open, fully decode, EXIF-transpose and convert an image to RGB."""
     path = Path(path)
     check_readable_file(path, "image", a_what="an image")
-    with _reading(path), Image.open(path) as image:
-        image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+    return _decode(path, path)
+
+
+def load_image_bytes(data: bytes, name: str) -> Image.Image:
+    """:func:`load_image` for a file's bytes held in memory; messages name ``name``."""
+    if not data:
+        raise InputError(f"{name}: image file is empty")
+    return _decode(io.BytesIO(data), name)
 
 
 def save_png_atomic(

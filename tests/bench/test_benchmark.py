@@ -94,3 +94,34 @@ def test_cli_with_a_preset(tmp_path, capsys):
     assert result["preset"] == "tiny" and result["gflops_per_batch"] > 0
     assert oct(out.stat().st_mode & 0o777) in ("0o644", "0o664", "0o600", "0o640", "0o660")
     assert "latency / batch" in capsys.readouterr().out
+
+
+def test_checkpoint_by_bundled_name():
+    """--checkpoint times the model it names, at its own input size, and says how it ran."""
+    result = run_benchmark(checkpoint="synthetic", dtype="auto", batch_size=2, **TINY)
+    assert result.preset == "checkpoint synthetic" and result.img_size == 64
+    assert result.dtype == "fp32"  # auto: the bundled model is too small for bf16
+    assert result.extra["dtype path"].startswith("fp32: float32 weights (auto: embed_dim 16")
+    assert result.pairs_per_second > 0
+
+
+def test_checkpoint_file_in_int8_through_the_cli(tmp_path, capsys):
+    from lavt.assets import default_model_path
+
+    out = tmp_path / "b.json"
+    args = ["--dtype", "int8", "--batch-size", "2", "--warmup", "0", "--repeats", "1"]
+    args += ["--checkpoint", str(default_model_path()), "--json", str(out)]
+    assert main(["benchmark", *args]) == 0
+    record = json.loads(out.read_text())
+    assert record["dtype"] == "int8" and record["img_size"] == 64
+    assert record["extra"]["dtype path"].startswith("int8: int8 dynamic quantisation")
+    assert "dtype path" in capsys.readouterr().out
+
+
+def test_checkpoint_and_preset_exclude_each_other(capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--preset", "tiny", "--checkpoint", "synthetic"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(InputError, match="train mode takes") as info:
+        run_benchmark(mode="train", dtype="int8", config=tiny_config(), **TINY)
+    assert info.value.param == "dtype"

@@ -116,7 +116,7 @@ def test_onnxruntime_refuses_what_the_graph_cannot_do(files, tmp_path, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error:" in line]
     assert len(lines) == 3 and "Traceback" not in err
-    assert "--amp" in lines[0]
+    assert "--dtype" in lines[0] and "runs the graph as exported" in lines[0]
     assert "--img-size" in lines[1] and "exported for (3, 64, 64)" in lines[1]
     assert "--runtime torch:" in lines[2] and "is an ONNX model" in lines[2]
 

@@ -39,6 +39,11 @@ class BenchSpec:
     peak_matmul_size: int | None = None
     grad_checkpointing: bool = False
     compile_mode: str = "default"
+    #: inference precision (lavt.precision: fp32, bf16, fp16, int8) and why it was chosen
+    precision: str = "fp32"
+    precision_reason: str = "requested"
+    #: a loaded model to time instead of a random one built from ``config`` (--checkpoint)
+    model: Any = field(default=None, repr=False, compare=False)
 
     @property
     def dtype_name(self) -> str:
@@ -105,6 +110,19 @@ class BenchmarkResult:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _dtype_path(spec: BenchSpec) -> str:
+    """How the model runs: the precision, how it is made, and why it was chosen."""
+    how = {
+        "fp32": "float32 weights",
+        "bf16": "bf16 copy of the matmul weights (cast once), autocast",
+        "fp16": "fp16 copy of the matmul weights (cast once), autocast",
+        "int8": "int8 dynamic quantisation of the linear layers",
+    }[spec.precision]
+    if spec.mode == "train":
+        how = f"float32 weights, autocast {spec.dtype_name}"
+    return f"{spec.precision}: {how} ({spec.precision_reason})"
+
+
 def peak_memory_mib(device: torch.device) -> tuple[float, str]:
     """Peak memory so far and what it measures (GPU allocations or process RSS)."""
     if device.type == "cuda":
@@ -145,7 +163,7 @@ def make_result(
         mode=spec.mode,
         preset=spec.preset,
         device=str(device),
-        dtype=spec.dtype_name,
+        dtype=spec.precision,
         img_size=spec.img_size,
         batch_size=spec.batch_size,
         expressions_per_image=spec.expressions_per_image,
@@ -165,6 +183,7 @@ def make_result(
         memory_kind=memory_kind,
         versions=versions(),
         extra={
+            "dtype path": _dtype_path(spec),
             **({"grad_checkpointing": True} if spec.grad_checkpointing else {}),
             **({"compile_mode": spec.compile_mode} if spec.compile_model else {}),
             **(extra or {}),

@@ -19,13 +19,17 @@ from lavt.bench.timing import count_flops, time_call
 from lavt.errors import InputError
 from lavt.modeling import PRESETS, preset_config
 from lavt.modeling.config import LAVTConfig
-from lavt.runtime import parse_dtype, select_device
+from lavt.precision import canonical_dtype, choose_precision
+from lavt.runtime import select_device
 
 log = logging.getLogger("lavt")
 
 #: the backbone downsamples by 4 (patches) and 2 three times: sides are multiples of this.
 SIZE_MULTIPLE = 32
-BENCH_DTYPES = ("fp32", "bf16", "fp16", "float32", "bfloat16", "float16")
+#: peak-rate dtype of each precision (int8 runs float32 activations)
+_PEAK_DTYPES = {
+    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32,
+}  # fmt: skip
 
 
 def _at_least(name: str, value: int, low: int) -> None:
@@ -36,18 +40,18 @@ def _at_least(name: str, value: int, low: int) -> None:
 def check_request(
     *,
     mode: str,
-    preset: str,
     img_size: int,
-    batch_size: int,
-    expressions_per_image: int,
-    warmup: int,
-    repeats: int,
-    workers: int,
+    batch_size: int = 1,
+    expressions_per_image: int = 1,
+    warmup: int = 0,
+    repeats: int = 1,
+    workers: int = 0,
+    preset: str | None = None,
 ) -> None:
     """Refuse a bad request before anything is built; errors name the parameter."""
     if mode not in MODES:
         raise InputError(f"mode {mode!r}: expected one of {', '.join(MODES)}", param="mode")
-    if preset not in PRESETS:
+    if preset is not None and preset not in PRESETS:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}", param="preset")
     _at_least("img_size", img_size, SIZE_MULTIPLE)
     if img_size % SIZE_MULTIPLE:
@@ -66,7 +70,7 @@ def run_benchmark(
     *,
     mode: str = "infer",
     preset: str = "tiny",
-    img_size: int = 480,
+    img_size: int | None = None,
     batch_size: int = 1,
     expressions_per_image: int = 1,
     device: str = "cpu",
@@ -80,35 +84,60 @@ def run_benchmark(
     workers: int = 0,
     config: LAVTConfig | None = None,
     peak_matmul_size: int | None = None,
+    checkpoint: str | None = None,
 ) -> BenchmarkResult:
     """Time one mode; see the module docstring for the method.
 
     ``config`` replaces the preset's architecture (the result still names
-    ``preset``; tests use a tiny config); ``peak_matmul_size`` sets the side of
-    the matrix product that measures the device's peak.
+    ``preset``; tests use a tiny config); ``checkpoint`` (a bundled or registered
+    name, or a file) times that model instead, at its own ``img_size`` unless one
+    is given; ``peak_matmul_size`` sets the side of the matrix product that
+    measures the device's peak. ``dtype`` is a :mod:`lavt.precision` name
+    (``auto`` and ``int8`` for inference); training autocasts a float32 model.
     """
     if compile_mode not in COMPILE_MODES:
         raise InputError(
             f"compile_mode {compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}",
             param="compile_mode",
         )
+    label = preset if config is None else f"{preset} (custom config)"
+    if checkpoint is not None:
+        label = f"checkpoint {checkpoint}"
     check_request(
         mode=mode,
-        preset=preset,
-        img_size=img_size,
+        preset=preset if checkpoint is None else None,
+        img_size=img_size if img_size is not None else 480,
         batch_size=batch_size,
         expressions_per_image=expressions_per_image,
         warmup=warmup,
         repeats=repeats,
         workers=workers,
     )
+    if mode == "train" and canonical_dtype(dtype) in ("auto", "int8"):
+        raise InputError(f"dtype {dtype}: train mode takes fp32, bf16 or fp16", param="dtype")
+    model = None
+    if checkpoint is not None:
+        from lavt.checkpoint import load_model
+
+        model = load_model(checkpoint, device="cpu")
+        config = model.config
+        if img_size is None:
+            img_size = config.img_size
+            check_request(mode=mode, img_size=img_size)
+    config = config if config is not None else preset_config(preset)
+    device = select_device(device)
+    precision = choose_precision(dtype, device, embed_dim=config.embed_dim)
+    log.info("benchmark dtype %s (%s)", precision.name, precision.reason)
     spec = BenchSpec(
         mode=mode,
-        preset=preset if config is None else f"{preset} (custom config)",
-        config=config if config is not None else preset_config(preset),
-        device=select_device(device),
-        dtype=parse_dtype(dtype, allowed=BENCH_DTYPES),
-        img_size=img_size,
+        preset=label,
+        config=config,
+        device=device,
+        dtype=_PEAK_DTYPES[precision.name],
+        precision=precision.name,
+        precision_reason=precision.reason,
+        model=model,
+        img_size=img_size if img_size is not None else 480,
         batch_size=batch_size,
         expressions_per_image=expressions_per_image,
         compile_model=compile_model,

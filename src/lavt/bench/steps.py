@@ -15,6 +15,7 @@ from torch import nn
 
 from lavt.bench.result import BenchSpec
 from lavt.modeling import LAVT, build_model
+from lavt.precision import cast_for_inference
 from lavt.runtime import autocast
 
 Step = Callable[[], Any]
@@ -22,10 +23,15 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def prepare_model(spec: BenchSpec, *, train: bool) -> tuple[LAVT, nn.Module]:
-    """The model (seed 0) on the device, and what to call: itself or its compiled form."""
+    """The model (``spec.model``, or a random one of seed 0) on the device, and what to
+    call: itself or its compiled form. For inference, in ``spec.precision``
+    (:func:`lavt.precision.cast_for_inference`: the weights cast once)."""
     torch.manual_seed(0)
-    model = build_model(spec.config).to(spec.device)
+    model = spec.model if spec.model is not None else build_model(spec.config)
+    model = model.to(spec.device)
     model.train(train)
+    if not train:
+        model = cast_for_inference(model, spec.precision, copy_model=False).eval()
     if spec.channels_last:
         model.classifier.to(memory_format=torch.channels_last)
     if spec.grad_checkpointing:

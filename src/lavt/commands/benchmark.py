@@ -12,13 +12,26 @@ from lavt.modeling import PRESETS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--preset", choices=PRESETS, default="tiny", help="Swin size of the model (with BERT-base)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=None,
+        help="Swin size of a random model, with BERT-base (default: tiny)",
+    )
+    which.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="time this model instead: a bundled name (synthetic, synthetic-generalized), a "
+        "registered name (lavt weights list) or a file (default: none, a random --preset model)",
+    )
     add(
         "--img-size",
         "--img_size",
         type=int,
-        default=480,
-        help="image side in pixels (a multiple of 32)",
+        default=None,
+        help="image side in pixels, a multiple of 32 (default: 480, or the checkpoint's)",
     )
     add("--batch-size", "--batch_size", type=int, default=1, help="images per batch")
     add(
@@ -29,7 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="expressions per image (each image-expression pair is one model input)",
     )
     add("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
-    add("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype")
+    add(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        default="fp32",
+        help="inference: the lavt.precision path (bf16/fp16: a copy with the matmul weights "
+        "cast once, under autocast; int8: dynamic quantisation of the linear layers; auto: "
+        "what lavt predict picks on this machine); train: the autocast dtype",
+    )
     add(
         "--mode",
         choices=MODES,
@@ -79,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--json {args.json}: is a directory, not a file")
     result = run_benchmark(
         mode=args.mode,
-        preset=args.preset,
+        preset=args.preset or "tiny",
+        checkpoint=args.checkpoint,
         img_size=args.img_size,
         batch_size=args.batch_size,
         expressions_per_image=args.expressions_per_image,

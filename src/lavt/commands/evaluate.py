@@ -9,10 +9,12 @@ Several GPUs (results identical to one process)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from lavt.commands.shared_flags import (
     CHECKPOINT_SOURCES,
+    add_dtype_flag,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
@@ -96,12 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="data loader workers per process (default: %(default)s)",
     )
-    parser.add_argument(
-        "--amp",
-        choices=("none", "bf16", "fp16"),
-        default="none",
-        help="autocast dtype (default: %(default)s)",
-    )
+    add_dtype_flag(parser, default="float32")
     parser.add_argument(
         "--skip-missing",
         "--skip_missing",
@@ -130,10 +127,6 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise InputError(f"workers {args.workers}: must be >= 0", param="workers")
     if args.img_size is not None and args.img_size < 16:
         raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
-    if args.runtime == "onnxruntime" and args.amp != "none":
-        raise InputError(
-            "amp: not used by runtime onnxruntime (export with --dtype fp16)", param="amp"
-        )
     if args.save_worst < 0:
         raise InputError(f"save_worst {args.save_worst}: must be >= 0", param="save_worst")
     splits = [s.strip() for s in args.split.split(",") if s.strip()]
@@ -147,9 +140,11 @@ def run(args: argparse.Namespace) -> int:
     from lavt.evaluation import EvalSettings, GresSettings, evaluate_splits
     from lavt.evaluation.outputs import check_output_dir, format_results
     from lavt.export.runner import load_for_runtime
-    from lavt.runtime import cleanup_distributed, init_distributed, parse_dtype
+    from lavt.precision import check_dtype, prepare_for_inference
+    from lavt.runtime import cleanup_distributed, init_distributed
 
     splits = _check_args(args)
+    check_dtype(args.dtype, runtime=args.runtime)  # fails before the data is read
     check_output_dir(args.output)
     index = ReferIndex(args.data_root, args.dataset, args.split_by)
     split_refs = {
@@ -161,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         resolution=args.resolution,
-        amp=parse_dtype(args.amp, param="amp"),
+        amp=None,  # set below from the precision chosen for the model
         save_worst=args.save_worst,
         swap_expressions=args.swap_expressions,
         gres=GresSettings(args.no_target_rule, args.area_threshold),
@@ -169,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     info, device = init_distributed(args.device)
     try:
         model = load_for_runtime(args.checkpoint, runtime=args.runtime, device=device)
+        model, precision = prepare_for_inference(model, device, args.dtype, copy_model=False)
+        settings = dataclasses.replace(settings, amp=precision.amp)
         results = evaluate_splits(model, index, split_refs, settings, device=device, dist=info)
         if info.is_main:
             print(format_results(results))

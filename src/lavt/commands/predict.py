@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lavt.commands.shared_flags import (
     CHECKPOINT_SOURCES,
+    add_dtype_flag,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
@@ -58,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "score; docs/integrations.md) (default: none)",
     )
     add_img_size_flag(parser)
+    add_dtype_flag(parser, default="auto")
     add_runtime_flag(parser)
     add_no_target_flags(parser)
     bulk = parser.add_argument_group("bulk inference (--manifest)")
@@ -110,6 +112,9 @@ def _model_flags(args: argparse.Namespace) -> None:
     if args.img_size is not None and args.img_size < 16:
         raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
     check_rule(args.no_target_rule, args.area_threshold)
+    from lavt.precision import check_dtype
+
+    check_dtype(args.dtype, runtime=args.runtime)
 
 
 def _predictor(args: argparse.Namespace, device):
@@ -122,6 +127,7 @@ def _predictor(args: argparse.Namespace, device):
         no_target_rule=args.no_target_rule,
         area_threshold=args.area_threshold,
         runtime=args.runtime,
+        dtype=args.dtype,
     )
 
 

@@ -9,7 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
-from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_no_target_flags
+from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_dtype_flag, add_no_target_flags
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", default="none", help="autocast dtype: none, bf16 or fp16")
+    add_dtype_flag(parser, default="auto")
     parser.add_argument("--max-batch", type=int, default=16, help="pairs per forward")
     parser.add_argument(
         "--max-wait-ms", type=float, default=10.0, help="longest wait for a batch to fill"
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from lavt.assets import default_model_path
     from lavt.checkpoint import load_model
     from lavt.modeling.no_target import check_rule
-    from lavt.runtime import parse_dtype, select_device
+    from lavt.precision import check_dtype
+    from lavt.runtime import select_device
     from lavt.serve.adapter import ModelAdapter
     from lavt.serve.app import create_app
     from lavt.serve.config import ServeConfig
@@ -98,19 +99,26 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
     )
     device = select_device(args.device)
-    amp = parse_dtype(args.amp, param="amp")
+    check_dtype(args.dtype)  # a bad name fails before the model loads
     checkpoint = args.checkpoint if args.checkpoint is not None else default_model_path()
     model = load_model(checkpoint, device=device)
     adapter = ModelAdapter(
         model,
         device=device,
-        amp=amp,
+        dtype=args.dtype,
         checkpoint=checkpoint,
         no_target_rule=args.no_target_rule,
         area_threshold=args.area_threshold,
     )
     app = create_app(adapter, config)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    log.info("serving %s on http://%s:%d/", adapter.name, args.host, args.port)
+    log.info(
+        "serving %s in %s (%s) on http://%s:%d/",
+        adapter.name,
+        adapter.precision.name,
+        adapter.precision.reason,
+        args.host,
+        args.port,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

@@ -71,3 +71,18 @@ def add_storage_dtype_flag(parser: argparse.ArgumentParser) -> None:
         help="storage type of the weights (loaded back as float32); float16 halves the file "
         "(default: %(default)s)",
     )
+
+
+def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--dtype`` (alias ``--amp``): the inference precision (:mod:`lavt.precision`)."""
+    parser.add_argument(
+        "--dtype",
+        "--amp",
+        dest="dtype",
+        default=default,
+        metavar="DTYPE",
+        help="auto, float32 (none), bfloat16, float16 or int8 (CPU): low precision runs a "
+        "copy of the model with its weights cast once; auto picks bfloat16 only on a CPU "
+        "with fast bf16 matrix products (AMX, AVX512-BF16) and a model large enough to "
+        "gain, and logs why (default: %(default)s)",
+    )

@@ -45,6 +45,7 @@ from lavt.modeling.no_target import (
     no_target_probability,
     resolve_rule,
 )
+from lavt.precision import prepare_for_inference
 from lavt.predict.notices import notice_image, notice_tokens
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
@@ -81,7 +82,12 @@ class Predictor:
         device: ``auto`` (default: CUDA when available, else the CPU), ``cpu``,
             ``cuda``, ``cuda:N``.
         img_size: square input size; default the model's training size.
-        amp: autocast dtype (``torch.bfloat16``), or None for float32.
+        amp: autocast dtype (``torch.bfloat16``) around the model as given, or
+            None for float32. Prefer ``dtype``.
+        dtype: ``auto``, ``float32``, ``bfloat16``, ``float16`` or ``int8``
+            (:mod:`lavt.precision`): the predictor holds its own low-precision copy
+            of the model (weights cast once; the caller's model is not changed);
+            ``auto`` picks bf16 only where it pays. Not with ``amp``.
         chunk_size: expressions per forward pass.
         bundled: the model is the bundled synthetic-shapes model (set by
             :meth:`from_checkpoint`); it then warns once on photograph-like images.
@@ -102,6 +108,7 @@ class Predictor:
         bundled: bool = False,
         no_target_rule: str = "auto",
         area_threshold: int = 0,
+        dtype: str | torch.dtype | None = None,
     ) -> None:
         self.device = select_device(device if device is not None else "auto")
         self.img_size = int(img_size or model.config.img_size)
@@ -114,9 +121,9 @@ class Predictor:
             no_target_rule, getattr(model, "no_target_head", None) is not None
         )
         self.area_threshold = area_threshold
-        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer_for_model(model)
-        self.amp = amp
+        self.model, self.precision = prepare_for_inference(model, self.device, dtype, amp=amp)
+        self.amp = self.precision.amp
         self.chunk_size = chunk_size
         vocab = getattr(model, "vocab", None)
         self.knows_synthetic_only = bundled or (vocab is not None and len(vocab) < 1000)

@@ -23,6 +23,7 @@ from PIL import Image
 from lavt.data.transforms import image_to_tensor
 from lavt.modeling import LAVT
 from lavt.modeling.no_target import check_rule, resolve_rule
+from lavt.precision import prepare_for_inference
 from lavt.predict import Prediction, predictions_from_logits
 from lavt.runtime import autocast, dtype_name
 from lavt.tokenizer import tokenizer_for_model
@@ -56,14 +57,16 @@ class ModelAdapter:
         checkpoint: str | Path | None = None,
         no_target_rule: str = "auto",
         area_threshold: int = 0,
+        dtype: str | torch.dtype | None = None,
     ) -> None:
         check_rule(no_target_rule, area_threshold)
         self.device = device
-        self.model = model.to(device).eval()
+        # dtype: a low-precision copy made once (lavt.precision); amp: autocast only
+        self.model, self.precision = prepare_for_inference(model, device, dtype, amp=amp)
         self.has_head = getattr(model, "no_target_head", None) is not None
         self.no_target_rule = resolve_rule(no_target_rule, self.has_head)
         self.area_threshold = area_threshold
-        self.amp = amp
+        self.amp = self.precision.amp
         self.tokenizer = tokenizer_for_model(model)
         self.img_size = int(model.config.img_size)
         self.checkpoint_name = Path(checkpoint).name if checkpoint else "unknown"
@@ -95,6 +98,8 @@ class ModelAdapter:
             },
             "device": str(self.device),
             "amp": dtype_name(self.amp),
+            "dtype": self.precision.name,
+            "dtype_reason": self.precision.reason,
             "no_target": {
                 "head": self.has_head,
                 "rule": self.no_target_rule,

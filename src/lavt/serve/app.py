@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lavt.predict.encode import encode_prediction
 from lavt.serve.adapter import ModelAdapter, PreparedImage
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 from lavt.serve.config import ServeConfig
@@ -31,6 +30,7 @@ from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
 from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
 from lavt.serve.metrics import Metrics
+from lavt.serve.respond import segment_body
 
 log = logging.getLogger("lavt")
 
@@ -124,7 +124,7 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
     def _prepare(parsed: SegmentRequest) -> PreparedImage:
         return adapter.prepare(decode_image(parsed.image, parsed.filename), parsed.texts)
 
-    async def _segment(request: Request, deadline: float) -> JSONResponse:
+    async def _segment(request: Request, deadline: float) -> Response:
         parsed: SegmentRequest = await read_segment_request(request, config)
         prepared = await run_in_threadpool(_prepare, parsed)
         try:
@@ -137,18 +137,10 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         except asyncio.CancelledError:
             batcher.cancel(job)
             raise
-        predictions = await run_in_threadpool(
-            adapter.postprocess, outputs, prepared.texts, prepared.height, prepared.width
-        )
-        results = [encode_prediction(p, return_png=parsed.return_png) for p in predictions]
-        return JSONResponse(
-            {
-                "width": prepared.width,
-                "height": prepared.height,
-                "model": adapter.name,
-                "results": results,
-            }
-        )
+        body = await run_in_threadpool(
+            segment_body, adapter, outputs, prepared, return_png=parsed.return_png
+        )  # masks, RLE/PNG and JSON text, all off the event loop
+        return Response(body, media_type="application/json")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from lavt.errors import InputError
-from lavt.imageio import load_image
+from lavt.imageio import load_image_bytes
 from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError
 from lavt.serve.limits import BodyTooLarge
@@ -121,29 +119,16 @@ def check_texts(texts: list[str], config: ServeConfig) -> None:
             )
 
 
-def _scratch_dir() -> str | None:
-    """A memory-backed folder for the decoder's file when there is one (Linux ``/dev/shm``)."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
 def decode_image(data: bytes, filename: str) -> Image.Image:
-    """Bytes of an uploaded file -> RGB picture via :func:`lavt.imageio.load_image`.
+    """Bytes of an uploaded file -> RGB picture via :func:`lavt.imageio.load_image_bytes`
+    (decoded from memory: no scratch file).
 
-    ``load_image`` reads a path, so the bytes go to a short-lived file (in
-    memory where possible). 415 when the bytes are not an image, 422 when it is
-    too large (bomb), truncated or otherwise unreadable; the message names the
-    upload, never the scratch file.
+    415 when the bytes are not an image, 422 when it is empty, too large (bomb),
+    truncated or otherwise unreadable; the message names the upload.
     """
     name = re.sub(r"[^\w.-]", "_", Path(filename).name).lstrip(".")[:100] or "upload"
-    if not data:
-        raise ApiError(422, f"{name}: image file is empty")
-    with tempfile.NamedTemporaryFile(prefix="lavt-serve-", dir=_scratch_dir()) as scratch:
-        scratch.write(data)
-        scratch.flush()
-        try:
-            return load_image(scratch.name)
-        except InputError as err:
-            message = str(err).replace(scratch.name, name)
-            status = 415 if "not an image" in message else 422
-            raise ApiError(status, message) from None
+    try:
+        return load_image_bytes(data, name)
+    except InputError as err:
+        message = str(err)
+        raise ApiError(415 if "not an image" in message else 422, message) from None

@@ -1,0 +1,237 @@
+"""Inference precision: which dtype runs the model, and the model copy that runs it.
+
+``--dtype`` of ``lavt predict``/``evaluate``/``serve`` and ``lavt benchmark``:
+
+- ``float32`` (``fp32``): the model as loaded;
+- ``bfloat16``/``float16`` (``bf16``/``fp16``): a copy whose matrix-product
+  weights (``nn.Linear``, ``nn.Conv1d``/``Conv2d``) are cast once, run under
+  autocast. Norms, embeddings, the relative-position tables and BatchNorm
+  statistics stay float32 (shared with the caller's model, not copied), and
+  autocast keeps its float32 islands (InstanceNorm, the final upsampling), so the
+  outputs are those of the plain autocast path, without re-casting every weight at
+  every call (autocast's cast cache is off under ``inference_mode``);
+- ``int8``: dynamic int8 quantisation of the ``nn.Linear`` layers (weights int8,
+  activations quantised per call; ``torch.ao.quantization.quantize_dynamic``),
+  CPU only;
+- ``auto``: bf16 on a CPU whose bf16 matrix products pay (the ``amx_bf16`` or
+  ``avx512_bf16`` flag, confirmed by a one-off matmul probe) for a model whose
+  matrices are large enough (Swin ``embed_dim`` >= 64: the bundled 16-wide model
+  ran 0.59x as fast in bf16, Swin-T 1.5x faster: BENCHMARKS.md), float32
+  otherwise, and float32 on GPUs (pass ``bf16`` there). The choice and its reason
+  are logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lavt.errors import InputError
+
+log = logging.getLogger("lavt")
+
+#: accepted ``--dtype`` names (``none`` is the old ``--amp none``: float32).
+INFERENCE_DTYPES = (
+    "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8", "none",
+)  # fmt: skip
+_CANONICAL = {
+    "float32": "fp32", "fp32": "fp32", "none": "fp32", "bfloat16": "bf16", "bf16": "bf16",
+    "float16": "fp16", "fp16": "fp16", "int8": "int8",
+}  # fmt: skip
+_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: CPU flags (``/proc/cpuinfo``) of a bf16 matrix unit: Intel AMX, AVX512-BF16 (Intel, AMD Zen 4+).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: bf16 must beat fp32 by this factor in the probe for ``auto`` to pick it.
+MIN_PROBE_SPEEDUP = 1.3
+#: smallest Swin ``embed_dim`` for which ``auto`` picks bf16 (measured: 16 loses, 96 gains).
+MIN_EMBED_DIM = 64
+#: modules whose weights feed matrix products (autocast runs them in the low dtype).
+MATMUL_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What runs the model: ``name`` (fp32, bf16, fp16, int8) and why it was chosen."""
+
+    name: str
+    reason: str
+
+    @property
+    def amp(self) -> torch.dtype | None:
+        """The autocast dtype (None: no autocast)."""
+        return _AMP.get(self.name)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _median_seconds(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+@functools.cache
+def bf16_matmul_speedup(size: int = 512, reps: int = 5) -> float:
+    """bf16 over fp32 rate of a (size x size) @ (size x size) product on the CPU.
+
+    Measured once per process (interleaved, median of ``reps``); about 20 ms.
+    """
+    g = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+    for _ in range(2):  # warm-up: oneDNN builds its kernels on the first call
+        torch.mm(a32, b32), torch.mm(a16, b16)
+    fp32 = _median_seconds(lambda: torch.mm(a32, b32), reps)
+    bf16 = _median_seconds(lambda: torch.mm(a16, b16), reps)
+    return fp32 / max(bf16, 1e-9)
+
+
+def canonical_dtype(name: str | torch.dtype | None, *, param: str = "dtype") -> str:
+    """``"bfloat16"``/``torch.bfloat16`` -> ``"bf16"``; ``None`` -> ``"fp32"``; ``auto`` kept."""
+    if name is None:
+        return "fp32"
+    if isinstance(name, torch.dtype):
+        name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+            name, str(name)
+        )
+    key = str(name).lower()
+    if key == "auto":
+        return key
+    if key not in _CANONICAL:
+        raise InputError(
+            f"{param} {name!r}: expected one of {', '.join(INFERENCE_DTYPES)}", param=param
+        )
+    return _CANONICAL[key]
+
+
+def choose_precision(
+    name: str | torch.dtype | None,
+    device: torch.device | str,
+    *,
+    embed_dim: int | None = None,
+    param: str = "dtype",
+) -> Precision:
+    """Resolve ``name`` (``auto`` included) for ``device`` and a model of Swin width
+    ``embed_dim``."""
+    device = torch.device(device)
+    key = canonical_dtype(name, param=param)
+    if key == "int8" and device.type != "cpu":
+        raise InputError(f"{param} int8: dynamic quantisation runs on the CPU only", param=param)
+    if key != "auto":
+        return Precision(key, "requested")
+    if device.type != "cpu":
+        return Precision("fp32", f"auto on {device.type}: float32 (pass bf16 for speed)")
+    present = sorted(cpu_flags() & set(BF16_FLAGS))
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not present:
+        return Precision("fp32", f"auto: the CPU ({capability}) has no amx_bf16/avx512_bf16")
+    if embed_dim is not None and embed_dim < MIN_EMBED_DIM:
+        return Precision(
+            "fp32",
+            f"auto: embed_dim {embed_dim} < {MIN_EMBED_DIM}: matrices too small for bf16 to pay",
+        )
+    speedup = bf16_matmul_speedup()
+    probe = f"{'/'.join(present)}, {capability}; bf16 matmul {speedup:.1f}x fp32"
+    if speedup < MIN_PROBE_SPEEDUP:
+        return Precision("fp32", f"auto: {probe} (< {MIN_PROBE_SPEEDUP}x)")
+    return Precision("bf16", f"auto: {probe}")
+
+
+def cast_for_inference(model: nn.Module, precision: str, *, copy_model: bool = True) -> nn.Module:
+    """The model that runs ``precision`` (fp32, bf16, fp16 or int8; see the module docstring).
+
+    With ``copy_model`` the caller's model is left untouched: bf16/fp16 copies
+    share every tensor they keep in float32 with it (only the matrix-product
+    weights are new); int8 copies the model. Without it, ``model`` itself is cast.
+    """
+    if precision == "fp32":
+        return model
+    with torch.inference_mode(False):  # normal tensors even when called under inference mode
+        return _cast(model, precision, copy_model=copy_model)
+
+
+def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
+    if precision == "int8":
+        # torch.ao's eager quantisation is deprecated in favour of torchao (not a dependency);
+        # it still ships and works in torch 2.13
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".*(torch\.ao\.quantization|quantize_per)", Warning)
+            from torch.ao.quantization import quantize_dynamic
+
+            return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=not copy_model)
+    dtype = _AMP[precision]
+    cast = [m for m in model.modules() if isinstance(m, MATMUL_MODULES)]
+    if not copy_model:
+        for module in cast:
+            module.to(dtype)
+        return model
+    low = {id(p) for m in cast for p in m.parameters(recurse=False)}
+    memo: dict[int, object] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:  # kept float32: shared, not copied
+        if id(tensor) in low:
+            memo[id(tensor)] = nn.Parameter(tensor.detach().to(dtype), requires_grad=False)
+        else:
+            memo[id(tensor)] = tensor
+    return copy.deepcopy(model, memo)
+
+
+def check_dtype(dtype: str | torch.dtype | None, *, runtime: str = "torch") -> str:
+    """The canonical name of ``dtype``; an exported graph (``runtime`` other than
+    torch) takes only ``auto`` and float32. Raises :class:`InputError` naming ``dtype``."""
+    key = canonical_dtype(dtype)
+    if runtime != "torch" and key not in ("auto", "fp32"):
+        raise InputError(
+            f"dtype {dtype}: runtime {runtime} runs the graph as exported (float32 or auto; "
+            "export with --dtype fp16 for a half-precision graph)",
+            param="dtype",
+        )
+    return key
+
+
+def prepare_for_inference(
+    model: nn.Module,
+    device: torch.device,
+    dtype: str | torch.dtype | None = None,
+    *,
+    amp: torch.dtype | None = None,
+    copy_model: bool = True,
+) -> tuple[nn.Module, Precision]:
+    """The model to call for ``dtype`` on ``device`` (logged), and its :class:`Precision`.
+
+    ``dtype`` None keeps the model as given, autocast to ``amp`` (the older
+    interface; not with ``dtype``). A model of another runtime (an exported graph)
+    takes only ``auto``/``float32``. The returned model is on ``device`` in eval
+    mode; call it under ``lavt.runtime.autocast(device, precision.amp)``.
+    """
+    if dtype is not None and amp is not None:
+        raise InputError("give dtype or amp, not both", param="dtype")
+    runtime = getattr(model, "runtime", "torch")
+    check_dtype(dtype, runtime=runtime)
+    if dtype is None or runtime != "torch":
+        precision = Precision(canonical_dtype(amp), "autocast around the model as given")
+        return model.to(device).eval(), precision
+    config = getattr(model, "config", None)
+    precision = choose_precision(dtype, device, embed_dim=getattr(config, "embed_dim", None))
+    # a low-precision path is announced; float32, the unsurprising case, with --verbose
+    level = logging.DEBUG if precision.name == "fp32" else logging.INFO
+    log.log(level, "inference dtype %s (%s)", precision.name, precision.reason)
+    model = model.to(device).eval()
+    return cast_for_inference(model, precision.name, copy_model=copy_model).eval(), precision
