@@ -17,8 +17,8 @@ checkpoint was written by this job:
 - the checkpoint then goes through the checks of ``--resume`` (data order,
   config): a job never continues a run whose result-changing config differs.
 
-A peer that stops answering ends a collective after ``dist_timeout`` seconds
-instead of torch's 30 minutes, and the lost-peer error becomes one line
+A peer that dies fails the others' next collective at once, one that stops
+answering after ``dist_timeout`` seconds; either error becomes one line
 (:func:`lost_peer_as_error`); whether the job then restarts is ``torchrun``'s
 choice (``--max-restarts``; a node that never comes back ends the rendezvous
 after ``--rdzv_conf join_timeout=S``).
