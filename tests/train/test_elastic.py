@@ -33,9 +33,9 @@ README = Path(__file__).parents[2] / "README.md"
 STEPS = 18  # iterations an epoch: about 72 objects / (2 processes x batch 2)
 
 
-def readme_multinode_command() -> tuple[dict[str, str], list[str]]:
+def readme_multinode_command(path: Path = README) -> tuple[dict[str, str], list[str]]:
     """README's ``... torchrun --nnodes 2 ...`` command: (exported variables, arguments)."""
-    lines = README.read_text().splitlines()
+    lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if "torchrun --nnodes" in line)
     text = ""
     for line in lines[start:]:
@@ -53,6 +53,7 @@ def readme_multinode_command() -> tuple[dict[str, str], list[str]]:
 
 def test_readme_multinode_command_is_the_tested_one(tmp_path):
     env, words = readme_multinode_command()
+    assert readme_multinode_command(README.parent / "docs" / "training.md") == (env, words)
     # what the tests change: one process a node, the endpoint, the run's name, the config
     mine = {"--nproc_per_node": "1", "--rdzv_endpoint": "127.0.0.1:4242", "--rdzv_id": "t"}
     mine["--config"] = str(tmp_path / "tiny.yaml")
