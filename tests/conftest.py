@@ -70,6 +70,36 @@ def lavt_torchrun(*args: str, processes: int = 2) -> list[str]:
     return [*launcher, "--nproc_per_node", str(processes), "-m", "lavt", *args]
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a rendezvous the test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: what README's multi-node command exports before ``torchrun`` (pytorch/pytorch#135712)
+NODES_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def lavt_torchrun_node(
+    *args: str, port: int, run_id: str, restarts: int = 3, join_timeout: int = 600
+) -> list[str]:
+    """One node's command line of README's multi-node ``torchrun``, 1 process a node.
+
+    Run it once per node (two "nodes" on 127.0.0.1, environment :data:`NODES_ENV`);
+    ``test_readme_multinode_command_is_the_tested_one`` checks that README says the same.
+    """
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    return [
+        *launcher, "--nnodes", "2", "--nproc_per_node", "1",
+        "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", run_id,
+        "--max-restarts", str(restarts), "--rdzv_conf", f"join_timeout={join_timeout}",
+        "-m", "lavt", *args,
+    ]  # fmt: skip
+
+
 def tiny_model_and_inputs():
     """A seeded tiny LAVT without text dropout (eager and compiled runs draw random numbers
     differently) and its inputs: image (2, 3, 64, 64), ids and mask (2, 20), row 1 padded."""

@@ -16,6 +16,7 @@ its flags.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -146,9 +147,13 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: str | torch.device = "auto") -> tuple[DistInfo, torch.device]:
+def init_distributed(
+    device: str | torch.device = "auto", *, timeout_s: float | None = None
+) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun (gloo on CPU, NCCL on GPU).
 
+    ``timeout_s``: how long joining and each collective wait for a process that
+    does not answer before raising (None: torch's default, 30 min for gloo).
     Returns this process's :class:`DistInfo` and its device (``cuda:LOCAL_RANK``
     for ``auto``/``cuda`` on a GPU machine).
     """
@@ -159,7 +164,9 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[DistInfo, tor
     info = DistInfo(rank=rank, world_size=world)
     if world > 1 and not torch_dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
+        if timeout_s is not None:
+            kwargs["timeout"] = datetime.timedelta(seconds=timeout_s)
         torch_dist.init_process_group(backend=backend, **kwargs)
         info.initialized_here = True
     return info, dev

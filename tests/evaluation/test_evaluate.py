@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import lavt_torchrun, tiny_config
+from conftest import NODES_ENV, free_port, lavt_torchrun, lavt_torchrun_node, tiny_config
 from lavt.checkpoint import save_checkpoint
 from lavt.cli import main
 from lavt.data.synthetic import generate_dataset
@@ -115,6 +115,29 @@ def test_two_processes_match_one(setup, tmp_path):
     assert json.loads((one / "metrics.json").read_text()) == json.loads(
         (two / "metrics.json").read_text()
     )
+    for split in ("val", "testA", "testB"):
+        first = sorted((one / f"{split}.jsonl").read_text().splitlines())
+        assert first == sorted((two / f"{split}.jsonl").read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_two_nodes_match_one(setup, tmp_path):
+    """README's multi-node torchrun (two agents, one process each): the same bytes."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(_args(setup, one)) == 0
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", **NODES_ENV}
+    cmd = lavt_torchrun_node(*_args(setup, two), port=free_port(), run_id="eval", restarts=0)
+    logs = [(tmp_path / f"node{n}.err").open("w") for n in (0, 1)]
+    nodes = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=f) for f in logs]
+    try:
+        codes = [node.wait(300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+    assert codes == [0, 0], (tmp_path / "node0.err").read_text()[-2000:]
+    assert (one / "metrics.json").read_bytes() == (two / "metrics.json").read_bytes()
+    assert (one / "metrics.md").read_bytes() == (two / "metrics.md").read_bytes()
     for split in ("val", "testA", "testB"):
         first = sorted((one / f"{split}.jsonl").read_text().splitlines())
         assert first == sorted((two / f"{split}.jsonl").read_text().splitlines())

@@ -172,6 +172,12 @@ class TrainConfig:
         check="non_negative",
         metavar="N",
     )
+    dist_timeout: float = opt(
+        1800.0,
+        "seconds a collective waits for a silent process before the run stops",
+        check="positive",
+        metavar="S",
+    )
     val_every: int = opt(
         1, "epochs between validations (the last epoch always)", check="positive", metavar="EPOCHS"
     )

@@ -43,6 +43,7 @@ RESULT_NEUTRAL_KEYS = frozenset(
         "workers",
         "log_every",
         "checkpoint_every",
+        "dist_timeout",
         "progress",
         "max_nonfinite",
         "val_batch_size",
@@ -204,6 +205,12 @@ def read_resume_checkpoint(path: Path, order: dict[str, int]) -> dict[str, Any]:
     from lavt.checkpoint import read_torch_file
 
     ckpt = read_torch_file(path, allow_namespace=False)
+    check_data_order(ckpt, path, order)
+    return ckpt
+
+
+def check_data_order(ckpt: Any, path: Path, order: dict[str, int]) -> None:
+    """Refuse ``ckpt`` (read from ``path``) unless it is a ``last.pt`` of ``order``'s data order."""
     if not isinstance(ckpt, dict) or "optimizer" not in ckpt or "data_order" not in ckpt:
         raise CheckpointError(
             f"resume {path}: holds no training state (optimizer, data order); "
@@ -221,7 +228,6 @@ def read_resume_checkpoint(path: Path, order: dict[str, int]) -> dict[str, Any]:
             "--batch-size, --grad-accum and --seed",
             param="resume",
         )
-    return ckpt
 
 
 def config_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -329,6 +335,7 @@ class Resume:
     ckpt: dict[str, Any] | None
     changed: list[str] = field(default_factory=list)  # accepted with allow_config_change
     neutral: list[str] = field(default_factory=list)
+    why: str = ""  # logged with the changes, once train.log is open
 
     @classmethod
     def open(cls, cfg: TrainConfig, info: DistInfo) -> Resume | None:
@@ -344,6 +351,8 @@ class Resume:
         return int(self.ckpt["iteration"]) if self.ckpt else -1
 
     def log_changes(self) -> None:
+        if self.why:
+            log.warning("%s", self.why)
         for change in self.changed:
             log.warning("resumed with a changed config (allow_config_change): %s", change)
         for change in self.neutral:

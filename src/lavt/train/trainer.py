@@ -33,6 +33,7 @@ from lavt.runtime import (
     unwrap_model,
 )
 from lavt.train.config import AMP_NAMES, TrainConfig, save_config
+from lavt.train.elastic import job_agents, lost_peer_as_error, open_resume
 from lavt.train.loop import BufferGuard, NonFiniteTracker, train_one_epoch
 from lavt.train.model import build_training_model, resolve_model_config
 from lavt.train.resume import (
@@ -53,10 +54,12 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     exit_with_launcher()
-    info, device = init_distributed(cfg.device)
+    info, device = init_distributed(cfg.device, timeout_s=cfg.dist_timeout)
     with contextlib.ExitStack() as stack:
         stack.callback(cleanup_distributed, info)
-        resume, index = preflight(cfg, info)  # refusals come before the run directory changes
+        stack.enter_context(lost_peer_as_error(info, cfg.dist_timeout))
+        agents = job_agents(info)  # the torchrun agents: this job, across its restarts
+        resume, index = preflight(cfg, info, agents)  # refusals before the run dir changes
         run_dir = prepare_run_dir(cfg, info, resume)
         stack.enter_context(run_logging(run_dir, info))
         if resume is not None:
@@ -75,7 +78,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         validate = build_validator(cfg, index, data.tokenizer, info, device)
         optimizer, scheduler, scaler = build_optimization(cfg, model, data.steps_per_epoch, device)
         order = data_order(cfg, info, data.sampler.num_samples)
-        saver = Checkpointer(run_dir, cfg, info, model, optimizer, scheduler, scaler, order)
+        saver = Checkpointer(
+            run_dir, cfg, info, model, optimizer, scheduler, scaler, order, job=agents
+        )
 
         # Resume, or start with per-rank dropout and drop-path.
         if resume is not None:
@@ -147,9 +152,12 @@ def exit_with_launcher(poll_s: float = 1.0) -> None:
     _launcher_watch_started = True
 
 
-def preflight(cfg: TrainConfig, info: DistInfo) -> tuple[Resume | None, Any]:
-    """Check what can be refused before anything is written: resume, model, init file, data."""
-    resume = Resume.open(cfg, info)
+def preflight(cfg: TrainConfig, info: DistInfo, agents: list[str]) -> tuple[Resume | None, Any]:
+    """Check what can be refused before anything is written: resume, model, init file, data.
+
+    A job restarted by torchrun continues its own last checkpoint (:mod:`lavt.train.elastic`).
+    """
+    resume = open_resume(cfg, info, agents)
     resolve_model_config(cfg)  # a bad arch or mha
     if cfg.init_weights and resume is None:  # a path (file or folder), or a name fetched now
         if not resolve_weights(cfg.init_weights, param="init_weights").exists():
@@ -314,7 +322,9 @@ def build_optimization(cfg: TrainConfig, model: nn.Module, steps_per_epoch: int,
 class Checkpointer:
     """Writes ``last.pt`` (everything to continue) and ``best.pt`` from the unwrapped model."""
 
-    def __init__(self, run_dir, cfg, info, model, optimizer, scheduler, scaler, order) -> None:
+    def __init__(
+        self, run_dir, cfg, info, model, optimizer, scheduler, scaler, order, *, job=()
+    ) -> None:
         self.run_dir, self.cfg, self.info, self.model = run_dir, cfg, info, model
         self.optimizer, self.scheduler, self.scaler, self.order = (
             optimizer,
@@ -322,6 +332,7 @@ class Checkpointer:
             scaler,
             order,
         )
+        self.job = list(job)  # the torchrun agents of this job (lavt.train.elastic)
 
     def save_last(self, state: TrainState) -> None:
         """A collective (the RNG states of every rank are gathered): every rank calls it."""
@@ -339,6 +350,7 @@ class Checkpointer:
                 rng=rngs,
                 data_order=self.order,
                 train_config=self.cfg.to_dict(),
+                job=self.job,
             )
 
     def save_best(self, state: TrainState, val: dict[str, Any]) -> None:
