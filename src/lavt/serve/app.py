@@ -25,12 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lavt.predict.encode import encode_prediction
 from lavt.serve.adapter import ModelAdapter, PreparedImage
+from lavt.serve.auth import ApiKeyMiddleware
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
 from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
 from lavt.serve.metrics import Metrics
+from lavt.serve.openapi import install_openapi
 
 log = logging.getLogger("lavt")
 
@@ -140,7 +142,10 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         predictions = await run_in_threadpool(
             adapter.postprocess, outputs, prepared.texts, prepared.height, prepared.width
         )
-        results = [encode_prediction(p, return_png=parsed.return_png) for p in predictions]
+        results = [
+            {**encode_prediction(p, return_png=parsed.return_png), "unknown_words": words}
+            for p, words in zip(predictions, prepared.unknown_words, strict=True)
+        ]
         return JSONResponse(
             {
                 "width": prepared.width,
@@ -160,6 +165,10 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         max_bytes=config.max_upload_bytes,
         on_refuse=metrics.requests.labels(status="413").inc,
     )
+    if config.api_key is not None:  # outside the body limit: no key, no body read
+        app.add_middleware(
+            ApiKeyMiddleware, api_key=config.api_key, metrics_open=config.metrics_open
+        )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -169,4 +178,5 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    install_openapi(app, config)
     return app
