@@ -15,7 +15,6 @@ import httpx
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
-from serve_helpers import running_server
 
 pytest_plugins = ["serve_helpers"]
 EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
@@ -167,6 +166,8 @@ def test_page_shows_unknown_words_and_clears_after_failures(server, tmp_path):
 
 
 def test_page_asks_for_the_api_key(tmp_path):
+    from serve_helpers import running_server  # the plugin, registered by now
+
     sync_playwright = browser_or_skip()
     key = "browser-test-key-123456"
     with (

@@ -10,9 +10,8 @@ import re
 
 import pytest
 from PIL import Image
-from serve_helpers import tiny_client
+from tiny_serve import tiny_client
 
-pytest_plugins = ["serve_helpers"]
 pytestmark = pytest.mark.slow
 
 KEY = "a-long-enough-key-42"

@@ -6,7 +6,7 @@ security scheme and its 401 are exercised too. Seeded and bounded
 well under a minute. A schema cannot say "bytes PIL can decode": the image
 fields get a strategy of real PNG/JPEG files (schemathesis' hooks for a
 media type and a string format); every other value comes from the schema.
-All phases (examples, coverage, fuzzing, stateful) run: about 500 cases.
+All phases (examples, coverage, fuzzing, stateful) run: about 400 cases.
 """
 
 from __future__ import annotations
@@ -17,24 +17,23 @@ import os
 
 import pytest
 
-pytest_plugins = ["serve_helpers"]
 if os.environ.get("CI") == "true":  # CI installs it (the dev extra): never skip there
     import schemathesis
 else:
     schemathesis = pytest.importorskip("schemathesis")
 
-import jsonschema_rs  # noqa: E402  (a dependency of schemathesis)
-from hypothesis import HealthCheck, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from PIL import Image  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import jsonschema_rs
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from PIL import Image
+from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
-from serve_helpers import tiny_adapter  # noqa: E402
+from tiny_serve import tiny_adapter
 
-from lavt.serve.app import create_app  # noqa: E402
-from lavt.serve.config import ServeConfig  # noqa: E402
+from lavt.serve.app import create_app
+from lavt.serve.config import ServeConfig
 
 KEY = "test-key-0123456789"
 CONFIG = ServeConfig(max_expressions=3, max_text_chars=40, max_upload_mb=1, api_key=KEY)
