@@ -39,10 +39,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(*flags: str, log_dir: Path):
+def running_server(*flags: str, log_dir: Path, env: dict[str, str] | None = None):
     """``python -m lavt serve --port N FLAGS`` until /healthz answers; stopped on exit."""
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

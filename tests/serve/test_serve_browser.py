@@ -115,3 +115,84 @@ def test_page_uploads_segments_and_draws_the_api_masks(server, tmp_path):
         assert (canvas["h"], canvas["w"]) == mask.shape
         np.testing.assert_array_equal(np.array(canvas["alpha"]).reshape(mask.shape), mask)
         assert mask.sum() > 100
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+MASKS_AND_LEGEND = """() => [document.getElementById('image-canvas').width,
+    document.querySelectorAll('canvas.mask-layer').length,
+    document.querySelectorAll('#legend li').length]"""
+
+
+def test_page_shows_unknown_words_and_clears_after_failures(server, tmp_path):
+    sync_playwright = browser_or_skip()
+    not_an_image = tmp_path / "broken.png"
+    not_an_image.write_bytes(b"this is not a picture")
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server}/")
+            page.set_input_files("#upload", str(EXAMPLES / "scene-1.jpg"))
+            page.wait_for_function("document.getElementById('image-canvas').width > 1")
+            page.fill("#texts", "the big zebra circle\nthe big blue disc")
+            page.click("#segment")
+            page.wait_for_selector("body[data-state=done]", timeout=30_000)
+            legend = page.locator("#legend li .text").all_inner_texts()
+            assert "unknown to the model: zebra" in legend[0]
+            assert "unknown" not in legend[1]
+            width, layers, items = page.evaluate(MASKS_AND_LEGEND)
+            assert width > 1 and layers == 2 and items == 2
+            # a request the server refuses (text over --max-text-chars 60): masks go, image stays
+            page.fill("#texts", "x" * 61)
+            page.click("#segment")
+            page.wait_for_selector("body[data-state=error]")
+            assert page.evaluate(MASKS_AND_LEGEND)[1:] == [0, 0]
+            assert page.evaluate(MASKS_AND_LEGEND)[0] > 1
+            # segment again, then a file that cannot be displayed: nothing of before stays
+            page.fill("#texts", "the big blue disc")
+            page.click("#segment")
+            page.wait_for_selector("body[data-state=done]", timeout=30_000)
+            page.set_input_files("#upload", str(not_an_image))
+            page.wait_for_selector("body[data-state=error]")
+            assert page.evaluate(MASKS_AND_LEGEND) == [1, 0, 0]
+            assert "Cannot display" in page.locator("#status").inner_text()
+            page.click("#segment")
+            assert "Choose an example or upload" in page.locator("#status").inner_text()
+        finally:
+            browser.close()
+
+
+def test_page_asks_for_the_api_key(tmp_path):
+    from serve_helpers import running_server  # the plugin, registered by now
+
+    sync_playwright = browser_or_skip()
+    key = "browser-test-key-123456"
+    with (
+        running_server(log_dir=tmp_path, env={"LAVT_API_KEY": key}) as url,
+        sync_playwright() as playwright,
+    ):
+        assert httpx.get(f"{url}/v1/model").status_code == 401
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/")
+            page.wait_for_selector("#auth:not([hidden])")
+            page.fill("#api-key", key)
+            page.click("#api-key-save")
+            page.wait_for_function(
+                "document.getElementById('model-line').textContent.startsWith('model lavt')"
+            )
+            assert page.evaluate("sessionStorage.getItem('lavt-api-key')") == key
+            page.set_input_files("#upload", str(EXAMPLES / "scene-2.jpg"))
+            page.wait_for_function("document.getElementById('image-canvas').width > 1")
+            page.fill("#texts", TEXTS[0])
+            page.click("#segment")
+            page.wait_for_selector("body[data-state=done]", timeout=30_000)
+            assert page.locator("canvas.mask-layer").count() == 1
+        finally:
+            browser.close()
+    logs = "".join(p.read_text() for p in tmp_path.glob("server-*.log"))
+    assert "serving lavt_synthetic" in logs and key not in logs

@@ -113,3 +113,13 @@ def test_cli_port_in_use_is_one_line_before_loading_the_model(capsys):
     err = capsys.readouterr().err
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_short_api_key_is_one_line_without_the_key(capsys, monkeypatch):
+    from lavt.cli import main
+
+    monkeypatch.delenv("LAVT_API_KEY", raising=False)
+    assert main(["serve", "--port", "0", "--api-key", "hunter2"]) != 0
+    err = capsys.readouterr().err
+    assert "--api-key: 7 characters" in err and "hunter2" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_dtype_flag, add_n
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
+API_KEY_ENV = "LAVT_API_KEY"
 SERVE_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 #: GIL switch interval of the server process. Every torch op releases the GIL and
 #: takes it back; while the event loop runs Python, the model thread would wait the
@@ -47,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="allow browser calls from this origin (repeatable; default: no CORS)",
     )
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' on /v1/* and /metrics (default: "
+        f"${API_KEY_ENV}, else none: no authentication); prefer the variable, a flag "
+        "shows in the process list",
+    )
+    parser.add_argument(
+        "--metrics-open",
+        action="store_true",
+        help="with a key, serve /metrics without one (default: /metrics needs the key)",
+    )
     add_no_target_flags(parser)
     parser.set_defaults(_flags={"request_timeout_s": "--request-timeout"})
 
@@ -72,6 +86,12 @@ def _check_address(host: str, port: int) -> None:
         ) from None
 
 
+def api_key(flag: str | None) -> str | None:
+    """The key from ``--api-key``, else ``$LAVT_API_KEY`` (empty: none)."""
+    key = flag if flag is not None else os.environ.get(API_KEY_ENV)
+    return key or None
+
+
 def run(args: argparse.Namespace) -> int:
     _check_installed()
     import uvicorn
@@ -83,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from lavt.runtime import select_device
     from lavt.serve.adapter import ModelAdapter
     from lavt.serve.app import create_app
+    from lavt.serve.auth import warn_if_exposed
     from lavt.serve.config import ServeConfig
 
     _check_address(args.host, args.port)
@@ -97,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
         max_text_chars=args.max_text_chars,
         request_timeout_s=args.request_timeout,
         cors_origins=tuple(args.cors_origin),
+        api_key=api_key(args.api_key),
+        metrics_open=args.metrics_open,
     )
+    warn_if_exposed(args.host, config.api_key)
     device = select_device(args.device)
     check_dtype(args.dtype)  # a bad name fails before the model loads
     checkpoint = args.checkpoint if args.checkpoint is not None else default_model_path()

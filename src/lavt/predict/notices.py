@@ -62,6 +62,30 @@ def _unk_id(tokenizer: Tokenizer) -> int | None:
     return None if wordpiece is None else wordpiece.token_to_id("[UNK]")
 
 
+def unknown_words(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[str]]:
+    """Per text, its words the model reads as ``[UNK]`` (as written, in order, repeats once).
+
+    A word is what the tokenizer's pre-tokenizer splits off (punctuation is a
+    word of its own); it is unknown when any of its word pieces is ``[UNK]``.
+    """
+    unk = _unk_id(tokenizer)
+    if unk is None:
+        return [[] for _ in texts]
+    found = []
+    for text in texts:
+        encoding = tokenizer._tok.encode(text)
+        spans: dict[int, list[int]] = {}  # word index -> [start, end] in the text
+        for word, token, (start, end) in zip(
+            encoding.word_ids, encoding.ids, encoding.offsets, strict=True
+        ):
+            if word is not None and token == unk:
+                span = spans.setdefault(word, [start, end])
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+        words = [text[a:b] for a, b in spans.values()]
+        found.append(list(dict.fromkeys(words)))
+    return found
+
+
 def notice_tokens(
     tokenizer: Tokenizer, texts: Sequence[str], ids: torch.Tensor, *, synthetic_only: bool
 ) -> None:
@@ -79,16 +103,15 @@ def notice_tokens(
             tokenizer.max_length,
             cut[0],
         )
-    unk = _unk_id(tokenizer)
-    if unk is None:
-        return
-    unknown = [t for t, row in zip(texts, (ids == unk).any(1).tolist(), strict=True) if row]
+    unknown = [(t, w) for t, w in zip(texts, unknown_words(tokenizer, texts), strict=True) if w]
     if unknown:
         hint = f"; the model knows only the words of synthetic scenes: {RELEASED}"
         _once(
             "unk",
-            "%d expression(s) hold words outside the model's vocabulary (read as [UNK]), e.g. %r%s",
+            "%d expression(s) hold words outside the model's vocabulary (read as [UNK]), "
+            "e.g. %r in %r%s",
             len(unknown),
-            unknown[0],
+            ", ".join(unknown[0][1]),
+            unknown[0][0],
             hint if synthetic_only else "",
         )

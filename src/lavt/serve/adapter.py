@@ -4,7 +4,8 @@ Three steps, each reusing the predictor's public helpers so that a served mask
 is the mask ``lavt predict`` writes for the same image and text:
 
 - :meth:`ModelAdapter.prepare`: one image + its texts -> tensors
-  (:func:`lavt.data.transforms.image_to_tensor`, the model's tokenizer);
+  (:func:`lavt.data.transforms.image_to_tensor`, the model's tokenizer) and
+  each text's words outside the vocabulary (:func:`lavt.predict.notices.unknown_words`);
 - :meth:`ModelAdapter.forward`: one batch of image-expression pairs -> mask
   logits and, with a no-target head, its logits;
 - :meth:`ModelAdapter.postprocess`: those -> :class:`lavt.predict.Prediction`
@@ -14,7 +15,7 @@ is the mask ``lavt predict`` writes for the same image and text:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from lavt.modeling import LAVT
 from lavt.modeling.no_target import check_rule, resolve_rule
 from lavt.precision import prepare_for_inference
 from lavt.predict import Prediction, predictions_from_logits
+from lavt.predict.notices import unknown_words
 from lavt.runtime import autocast, dtype_name
 from lavt.tokenizer import tokenizer_for_model
 
@@ -39,6 +41,7 @@ class PreparedImage:
     texts: list[str]
     width: int
     height: int
+    unknown_words: list[list[str]] = field(default_factory=list)  # per text, read as [UNK]
 
     @property
     def num_pairs(self) -> int:
@@ -112,7 +115,8 @@ class ModelAdapter:
         ids, attention = self.tokenizer(texts)  # (E, N), (E, N)
         width, height = picture.size
         pixels = image_to_tensor(picture, self.img_size)  # (3, S, S)
-        return PreparedImage(pixels, ids, attention, list(texts), width, height)
+        unknown = unknown_words(self.tokenizer, texts)
+        return PreparedImage(pixels, ids, attention, list(texts), width, height, unknown)
 
     @torch.inference_mode()
     def forward(

@@ -16,7 +16,7 @@ from importlib import resources
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,12 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lavt.serve.adapter import ModelAdapter, PreparedImage
+from lavt.serve.auth import ApiKeyMiddleware
 from lavt.serve.batcher import DynamicBatcher, QueueFull
 from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
 from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
 from lavt.serve.metrics import Metrics
+from lavt.serve.openapi import install_openapi
 from lavt.serve.respond import segment_body
 
 log = logging.getLogger("lavt")
@@ -100,7 +102,7 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/segment")
-    async def segment(request: Request) -> JSONResponse:
+    async def segment(request: Request) -> Response:
         start = time.monotonic()
         deadline = start + config.request_timeout_s
         try:
@@ -152,6 +154,10 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         max_bytes=config.max_upload_bytes,
         on_refuse=metrics.requests.labels(status="413").inc,
     )
+    if config.api_key is not None:  # outside the body limit: no key, no body read
+        app.add_middleware(
+            ApiKeyMiddleware, api_key=config.api_key, metrics_open=config.metrics_open
+        )
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -161,4 +167,5 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    install_openapi(app, config)
     return app

@@ -73,6 +73,9 @@ class DynamicBatcher:
 
     # --------------------------------------------------------------- client side
     def start(self) -> None:
+        """Start the worker (again after :meth:`stop`: an app's lifespan may run twice)."""
+        with self._cond:
+            self._stopping = False
         self._thread = threading.Thread(target=self._run, name="lavt-batcher", daemon=True)
         self._thread.start()
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from lavt.errors import InputError
+
+#: what an API key may be: printable ASCII without spaces (an HTTP header's bytes), >= 16
+API_KEY = re.compile(r"[\x21-\x7e]{16,}")
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,8 @@ class ServeConfig:
     ``max_batch`` counts image-expression pairs per forward; ``max_queue``
     counts requests waiting for the model; ``request_timeout_s`` is the
     per-request deadline (body upload included) after which the answer is 504.
+    ``api_key``: when set, every ``/v1/*`` route (and ``/metrics`` unless
+    ``metrics_open``) needs ``Authorization: Bearer <api_key>``; never shown in a repr.
     """
 
     max_batch: int = 16
@@ -26,6 +32,8 @@ class ServeConfig:
     request_timeout_s: float = 30.0
     worker_threads: int = 4  # threads decoding images and encoding masks
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    api_key: str | None = field(default=None, repr=False)
+    metrics_open: bool = False  # with an api_key: /metrics without one too
 
     def __post_init__(self) -> None:
         ints = ("max_batch", "max_queue", "max_pixels", "max_expressions", "max_text_chars")
@@ -37,6 +45,13 @@ class ServeConfig:
                 raise InputError(f"{name} {getattr(self, name)}: must be positive", param=name)
         if not float(self.max_wait_ms) >= 0:
             raise InputError(f"max_wait_ms {self.max_wait_ms}: must be >= 0", param="max_wait_ms")
+        if self.api_key is not None and not API_KEY.fullmatch(self.api_key):
+            # the message never repeats the key
+            raise InputError(
+                f"api_key: {len(self.api_key)} characters; a key is printable ASCII "
+                "without spaces, at least 16 characters",
+                param="api_key",
+            )
 
     @property
     def max_upload_bytes(self) -> int:

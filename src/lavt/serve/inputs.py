@@ -25,8 +25,13 @@ from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError
 from lavt.serve.limits import BodyTooLarge
 
-TRUE_WORDS = {"1", "true", "yes", "on"}
+#: spellings of a yes/no field in a query string or a multipart form (any case)
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+#: form fields parsed at most, whatever --max-expressions says (memory bound; each
+#: field costs far more as a Python object than its bytes in the body)
+MAX_FORM_FIELDS = 1024
 
 
 @dataclass
@@ -37,10 +42,25 @@ class SegmentRequest:
     return_png: bool
 
 
+def form_fields_limit(config: ServeConfig) -> int:
+    """The multipart parser's field limit: above any allowed request, so that too many
+    ``text`` fields get the expression-count message, not the parser's."""
+    return max(MAX_FORM_FIELDS, 2 * config.max_expressions + 16)
+
+
+def parse_flag(value: object, name: str) -> bool:
+    """A query or form value of a yes/no field -> bool; 422 naming ``name`` otherwise."""
+    if isinstance(value, str) and value.lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.lower()]
+    shown = repr(value[:20]) if isinstance(value, str) else "a file"
+    raise ApiError(422, f"{name}: {shown} is not a yes/no value (true, false, 1, 0)")
+
+
 async def read_segment_request(request: Request, config: ServeConfig) -> SegmentRequest:
     """Parse the body by its content type; 415 for any other type, 422 for bad fields."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    query_png = request.query_params.get("return_png", "").lower() in TRUE_WORDS
+    query = request.query_params.get("return_png")
+    query_png = False if query is None else parse_flag(query, "return_png")
     if content_type == "multipart/form-data":
         parsed = await _read_multipart(request, config)
     elif content_type == "application/json":
@@ -57,18 +77,36 @@ async def read_segment_request(request: Request, config: ServeConfig) -> Segment
 
 
 async def _read_multipart(request: Request, config: ServeConfig) -> SegmentRequest:
+    limit = form_fields_limit(config)
     try:
-        form = await request.form(max_files=1, max_fields=config.max_expressions + 8)
+        form = await request.form(max_files=1, max_fields=limit)
     except BodyTooLarge:
         raise
     except Exception as err:  # python-multipart's and starlette's parse errors
+        if "Too many fields" in str(err):
+            raise ApiError(422, too_many_texts(f"over {limit}", config)) from None
         raise ApiError(422, f"malformed multipart body ({err})") from None
     upload = form.get("image")
     if not isinstance(upload, UploadFile):
         raise ApiError(422, "image: missing (send the picture as a file field named 'image')")
-    texts = [t for t in form.getlist("text") if isinstance(t, str)]
-    png = str(form.get("return_png", "")).lower() in TRUE_WORDS
+    texts = form.getlist("text")  # strings: the one file allowed is the image
+    png = form.get("return_png")
+    png = False if png is None else parse_flag(png, "return_png")
     return SegmentRequest(await upload.read(), upload.filename or "upload", texts, png)
+
+
+def _json_texts(body: dict) -> list[str]:
+    """``texts`` (or its alias ``text``): a string or a list of strings."""
+    if "texts" in body and "text" in body:
+        raise ApiError(422, "texts: give either 'texts' or 'text', not both")
+    name = "texts" if "texts" in body else "text"
+    texts = body.get(name)
+    if texts is None:
+        return []
+    texts = [texts] if isinstance(texts, str) else texts
+    if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+        raise ApiError(422, f"{name}: must be a list of strings")
+    return texts
 
 
 async def _read_json(request: Request) -> SegmentRequest:
@@ -79,14 +117,14 @@ async def _read_json(request: Request) -> SegmentRequest:
     if not isinstance(body, dict):
         raise ApiError(422, "JSON body must be an object {image, texts}")
     image = body.get("image")
-    if not isinstance(image, str) or not image:
+    if image is None or image == "":
         raise ApiError(422, "image: missing (a base64 string of the image file)")
-    texts = body.get("texts", body.get("text"))
-    texts = [texts] if isinstance(texts, str) else texts
-    texts = [] if texts is None else texts
-    if not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
-        raise ApiError(422, "texts: must be a list of strings")
-    png = body.get("return_png") is True
+    if not isinstance(image, str):
+        raise ApiError(422, "image: must be a string (the image file in base64)")
+    texts = _json_texts(body)
+    png = body.get("return_png", False)
+    if not isinstance(png, bool):
+        raise ApiError(422, "return_png: must be true or false (a JSON boolean)")
     return SegmentRequest(decode_base64(image), "image", texts, png)
 
 
@@ -101,14 +139,17 @@ def decode_base64(data: str) -> bytes:
         raise ApiError(422, "image: not valid base64") from None
 
 
+def too_many_texts(count: str, config: ServeConfig) -> str:
+    """The one message for too many expressions, JSON and multipart alike."""
+    return f"text: {count} expressions, at most {config.max_expressions} per request"
+
+
 def check_texts(texts: list[str], config: ServeConfig) -> None:
     """422 for no expression, too many, an empty one or one that is too long."""
     if not texts:
         raise ApiError(422, "text: no expression given")
     if len(texts) > config.max_expressions:
-        raise ApiError(
-            422, f"text: {len(texts)} expressions, at most {config.max_expressions} per request"
-        )
+        raise ApiError(422, too_many_texts(str(len(texts)), config))
     for k, text in enumerate(texts):
         if not text.strip():
             raise ApiError(422, f"text #{k + 1}: the expression is empty")

@@ -35,13 +35,17 @@ def segment_body(
     return_png: bool = False,
 ) -> bytes:
     """(mask logits (E, 2, S, S), no-target logits (E, 2) or None) of one request ->
-    its JSON answer ``{width, height, model, results}`` as bytes."""
+    its JSON answer ``{width, height, model, results}`` as bytes; each result also
+    names the expression's ``unknown_words`` (outside the model's vocabulary)."""
     predictions = adapter.postprocess(outputs, prepared.texts, prepared.height, prepared.width)
     return render_json(
         {
             "width": prepared.width,
             "height": prepared.height,
             "model": adapter.name,
-            "results": [encode_prediction(p, return_png=return_png) for p in predictions],
+            "results": [
+                {**encode_prediction(p, return_png=return_png), "unknown_words": words}
+                for p, words in zip(predictions, prepared.unknown_words, strict=True)
+            ],
         }
     )

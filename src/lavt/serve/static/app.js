@@ -10,7 +10,33 @@ const COLOURS = [
 ];
 const FILL_ALPHA = 130;  // the object's pixels; its outline is opaque
 const $ = (id) => document.getElementById(id);
-const state = { imageBlob: null, imageName: "", bitmap: null, results: [], limits: null };
+const KEY_STORE = "lavt-api-key";  // sessionStorage: gone when the tab closes
+const state = {
+  imageBlob: null, imageName: "", bitmap: null, results: [], limits: null,
+  apiKey: sessionStorage.getItem(KEY_STORE) || "",
+};
+
+// fetch() of this server's API, with the key when one was given; a 401 asks for it.
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.apiKey) headers.set("Authorization", `Bearer ${state.apiKey}`);
+  const reply = await fetch(path, { ...options, headers });
+  if (reply.status === 401) {
+    $("auth").hidden = false;
+    const body = await reply.json().catch(() => ({}));
+    throw new Error(body.error ? body.error.message : "this server needs an API key");
+  }
+  return reply;
+}
+
+function saveKey() {
+  state.apiKey = $("api-key").value.trim();
+  sessionStorage.setItem(KEY_STORE, state.apiKey);
+  $("api-key").value = "";
+  $("auth").hidden = true;
+  setStatus("API key set.");
+  loadModelLine().catch((err) => setStatus(`Error: ${err.message}`, true));
+}
 
 // COCO compressed RLE (pycocotools' string form) -> counts -> (H, W) mask, column-major.
 function decodeCounts(s) {
@@ -57,6 +83,17 @@ async function showImage(blob, name) {
   canvas.width = state.bitmap.width;
   canvas.height = state.bitmap.height;
   canvas.getContext("2d").drawImage(state.bitmap, 0, 0);
+  clearResults();
+}
+
+// after a failed upload nothing of the previous image may stay on screen
+function clearImage() {
+  state.imageBlob = null;
+  state.imageName = "";
+  state.bitmap = null;
+  const canvas = $("image-canvas");
+  canvas.width = 1;
+  canvas.height = 1;
   clearResults();
 }
 
@@ -113,6 +150,12 @@ function legendEntry(result, index, colour, layer, decoded) {
   const text = document.createElement("span");
   text.className = "text";
   text.textContent = resultLine(result);
+  if (result.unknown_words && result.unknown_words.length) {
+    const unknown = document.createElement("span");
+    unknown.className = "unknown";
+    unknown.textContent = `unknown to the model: ${result.unknown_words.join(", ")}`;
+    text.append(document.createElement("br"), unknown);
+  }
   const link = document.createElement("a");
   link.textContent = "mask PNG";
   link.className = "download";
@@ -165,13 +208,14 @@ async function segment() {
   $("segment").disabled = true;
   setStatus("Segmenting…");
   try {
-    const reply = await fetch("v1/segment", { method: "POST", body: form });
+    const reply = await api("v1/segment", { method: "POST", body: form });
     const body = await reply.json();
     if (!reply.ok) throw new Error(body.error ? body.error.message : reply.statusText);
     drawResults(body);
     setStatus(`${body.results.length} mask(s), ${body.width}×${body.height} px, model ${body.model}.`);
     document.body.dataset.state = "done";
   } catch (err) {
+    clearResults();  // the masks on screen belong to an earlier request
     setStatus(`Error: ${err.message}`, true);
     document.body.dataset.state = "error";
   } finally {
@@ -191,7 +235,7 @@ async function loadExamples() {
 }
 
 async function loadModelLine() {
-  const info = await (await fetch("v1/model")).json();
+  const info = await (await api("v1/model")).json();
   state.limits = info.limits;
   $("model-line").textContent =
     `model ${info.name} (${info.architecture.variant}, input ${info.input_size.join("×")}, ` +
@@ -216,11 +260,14 @@ $("upload").addEventListener("change", async (event) => {
     await showImage(file, file.name);
     setStatus("Image loaded: type expressions and press Segment.");
   } catch (err) {
+    clearImage();
     setStatus(`Cannot display this file: ${err.message}`, true);
+    document.body.dataset.state = "error";
   }
 });
 
 $("segment").addEventListener("click", segment);
+$("api-key-save").addEventListener("click", saveKey);
 window.lavtDecodeRle = decodeRle;
 loadExamples().catch((err) => setStatus(`Examples unavailable: ${err.message}`, true));
 loadModelLine().catch(() => { $("model-line").textContent = "model information unavailable"; });
