@@ -65,7 +65,10 @@ def test_body_is_what_the_app_answered_before(adapter, return_png):
             "width": prepared.width,
             "height": prepared.height,
             "model": adapter.name,
-            "results": [encode_prediction(p, return_png=return_png) for p in predictions],
+            "results": [
+                {**encode_prediction(p, return_png=return_png), "unknown_words": words}
+                for p, words in zip(predictions, prepared.unknown_words, strict=True)
+            ],
         }
     )
     assert body == before.body
