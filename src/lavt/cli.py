@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol) or gRefCOCO (GRES metrics)",
     ),
     "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
+    "data": (
+        "lavt.commands.data",
+        "import JSONL/COCO/LabelMe annotations as a dataset, or check a dataset",
+    ),
     "serve": ("lavt.commands.serve", "HTTP API with dynamic batching and a web page"),
     "train": ("lavt.commands.train", "train LAVT (the published recipe)"),
     "benchmark": (

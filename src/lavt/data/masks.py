@@ -112,3 +112,11 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
     else:
         counts = decode_counts(segmentation["counts"])
     return counts_to_mask(counts, height, width)
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """(H, W) mask (non-zero = object) -> COCO RLE ``{"size": [H, W], "counts": str}``."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask != 0, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

@@ -2,7 +2,10 @@
 
 ``<root>/<dataset>/refs(<splitBy>).p`` (a pickled list of plain dicts),
 ``<root>/<dataset>/instances.json`` (COCO-style) and the images under
-``<root>/images/mscoco/images/train2014/``. The pickle is read with an
+``<root>/images/mscoco/images/train2014/``, or under ``<root>/<dataset>/images/``
+when the dataset has its own image folder (``lavt data import``). Any dataset name
+is read; a folder holding ``grefs(<splitBy>).json`` and no refs pickle is read as
+generalized (gRefCOCO rules), whatever its name. The pickle is read with an
 unpickler that refuses every global, so a crafted file cannot run code.
 
 Masks are the union of all parts of an annotation (polygons, or RLE compressed
@@ -186,9 +189,10 @@ class ReferIndex:
                 param="split_by",
             )
         self.dataset, self.split_by = dataset, split_by
-        self.generalized = dataset == "grefcoco"
+        self.generalized = dataset == "grefcoco" or _holds_grefs_only(self.root / dataset, split_by)
         refs_path = self._refs_path()
         instances_path = self.root / dataset / "instances.json"
+        _check_split_by(refs_path, split_by)
         _require_file(refs_path, "refs file")
         _require_file(instances_path, "instances file")
         if self.generalized:
@@ -214,8 +218,12 @@ class ReferIndex:
         return self.root / self.dataset / f"refs({self.split_by}).p"
 
     def _image_dir(self) -> Path:
-        """RefCOCO: ``images/mscoco/images/train2014``; gRefCOCO: ``images/train2014``
+        """``<dataset>/images`` when the dataset has its own (``lavt data import``);
+        else RefCOCO: ``images/mscoco/images/train2014``; gRefCOCO: ``images/train2014``
         (the GRES layout), or the RefCOCO folder when only that one exists."""
+        own_dir = self.root / self.dataset / "images"
+        if own_dir.is_dir():
+            return own_dir
         refer_dir = self.root / "images" / "mscoco" / "images" / "train2014"
         if not self.generalized:
             return refer_dir
@@ -306,6 +314,32 @@ class ReferIndex:
         ann = self.annotations[ann_id]
         image = self.images[ann["image_id"]]
         return segmentation_to_mask(ann["segmentation"], int(image["height"]), int(image["width"]))
+
+
+def _check_split_by(refs_path: Path, split_by: str) -> None:
+    """A missing refs file whose folder holds another splitBy's: say which to pass."""
+    if refs_path.is_file() or not refs_path.parent.is_dir():
+        return
+    others = sorted(
+        p.name.split("(", 1)[1].split(")", 1)[0]
+        for pattern in ("refs(*).p", "grefs(*).json", "grefs(*).p")
+        for p in refs_path.parent.glob(pattern)
+    )
+    if others:
+        raise InputError(
+            f"split_by {split_by}: {refs_path} not found; {refs_path.parent.name} comes with "
+            f"splitBy {', '.join(dict.fromkeys(others))}",
+            param="split_by",
+        )
+
+
+def _holds_grefs_only(folder: Path, split_by: str) -> bool:
+    """A folder with gRefCOCO refs (``grefs(<splitBy>).json/.p``) and no ``refs(...).p``:
+    a generalized dataset under another name than grefcoco (``lavt data import
+    --generalized``)."""
+    if (folder / f"refs({split_by}).p").is_file():
+        return False
+    return any((folder / f"grefs({split_by}){ext}").is_file() for ext in (".json", ".p"))
 
 
 def _as_int(value: Any) -> int | None:

@@ -18,7 +18,6 @@ divide). Same seed, same bytes; the marker and atomic-write rules of
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable
@@ -32,8 +31,7 @@ from lavt.data.synthetic.writer import (
     _check_arguments,
     _prepare_root,
     _summary,
-    sentence_records,
-    write_annotations,
+    synth_layout,
     write_scenes,
 )
 from lavt.errors import InputError
@@ -90,31 +88,20 @@ def generate_generalized_dataset(
     refs_path = ann_dir / "grefs(unc).json"
     _prepare_root(root, refs_path, overwrite=overwrite)
     rng = random.Random(seed)
-    images, annotations, refs = [], [], []
+    layout = synth_layout()
     for split, image_id, objects, ann_ids in write_scenes(
-        rng, root / GRES_IMAGE_SUBDIR, num_images, image_size, images, annotations,
-        progress=progress,
-    ):  # fmt: skip
+        rng, root / GRES_IMAGE_SUBDIR, num_images, image_size, layout, progress=progress
+    ):
         category = {a: SHAPES.index(o.shape) + 1 for a, o in zip(ann_ids, objects, strict=True)}
         scene = _scene_refs(rng, objects, ann_ids, min(image_size), no_target_fraction)
         for targets, sentences in scene:
-            categories = [category.get(a, -1) for a in targets]
-            _add_gref(refs, split, image_id, targets, categories, sentences)
-    write_annotations(
-        ann_dir, images, annotations, refs_path, json.dumps(refs, sort_keys=True).encode()
-    )
-    return _summary(root, images, refs)
-
-
-def _add_gref(refs, split, image_id, targets, categories, sentences) -> None:
-    refs.append(
-        {
-            "ref_id": len(refs),
-            "ann_id": targets,
-            "category_id": categories,
-            "image_id": image_id,
-            "split": split,
-            "file_name": f"COCO_train2014_{image_id:012d}_{len(refs)}.jpg",
-            **sentence_records(refs, sentences),
-        }
-    )
+            layout.add_gref(
+                split,
+                image_id,
+                [a for a in targets if a != -1],
+                [category.get(a, -1) for a in targets],
+                sentences,
+                f"COCO_train2014_{image_id:012d}_{len(layout.refs)}.jpg",
+            )
+    layout.write(ann_dir, generalized=True)
+    return _summary(root, layout)

@@ -147,9 +147,14 @@ def _place(rng, chosen, width, height, side) -> list[SceneObject] | None:
     return objects
 
 
-def render_scene(objects: list[SceneObject], background: Image.Image) -> Image.Image:
+def render_scene(
+    objects: list[SceneObject],
+    background: Image.Image,
+    palette: dict[str, tuple[int, int, int]] = COLOURS,
+) -> Image.Image:
+    """The objects' outlines filled with their ``palette`` colours, in order, on ``background``."""
     image = background.copy()
     draw = ImageDraw.Draw(image)
     for obj in objects:
-        draw.polygon(obj.polygon, fill=COLOURS[obj.colour])
+        draw.polygon(obj.polygon, fill=palette[obj.colour])
     return image

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lavt.data.refer_writer import ReferLayoutWriter, polygon_geometry
 from lavt.data.synthetic.expressions import expressions_for
 from lavt.data.synthetic.scenes import SHAPES, SceneObject, _background, _sample_scene, render_scene
 from lavt.errors import InputError
-from lavt.runtime import atomic_write_bytes, atomic_write_text
+from lavt.runtime import atomic_write_text
 
 #: written by :func:`generate_dataset` into the dataset root before anything else.
 MARKER = ".lavt-synth"
@@ -143,20 +143,28 @@ def generate_dataset(
     refs_path = ann_dir / "refs(unc).p"
     _prepare_root(root, refs_path, overwrite=overwrite)
     rng = random.Random(seed)
-    images, annotations, refs = [], [], []
+    layout = synth_layout()
     side = min(image_size)
     need = {"testA": "circle", "testB": "other"}.get
     for split, image_id, objects, ann_ids in write_scenes(
-        rng, root / IMAGE_SUBDIR, num_images, image_size, images, annotations,
-        need=need, progress=progress,
-    ):  # fmt: skip
+        rng, root / IMAGE_SUBDIR, num_images, image_size, layout, need=need, progress=progress
+    ):
         for i in _referred(split, objects):
-            sentences = expressions_for(rng, objects, objects[i], side)
-            _add_ref(
-                refs, split, image_id, ann_ids[i], SHAPES.index(objects[i].shape) + 1, sentences
+            layout.add_ref(
+                split,
+                image_id,
+                ann_ids[i],
+                SHAPES.index(objects[i].shape) + 1,
+                expressions_for(rng, objects, objects[i], side),
+                f"COCO_train2014_{image_id:012d}_{ann_ids[i]}.jpg",
             )
-    write_annotations(ann_dir, images, annotations, refs_path, pickle.dumps(refs, protocol=2))
-    return _summary(root, images, refs)
+    layout.write(ann_dir)
+    return _summary(root, layout)
+
+
+def synth_layout() -> ReferLayoutWriter:
+    """The writer of a synthetic dataset: one category per shape."""
+    return ReferLayoutWriter(SHAPES, supercategory="shape")
 
 
 def write_scenes(
@@ -164,111 +172,48 @@ def write_scenes(
     image_dir: Path,
     num_images: int,
     image_size: tuple[int, int],
-    images: list,
-    annotations: list,
+    layout: ReferLayoutWriter,
     *,
     need: Callable[[str], str | None] = lambda split: None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[str, int, list[SceneObject], list[int]]]:
     """The scene loop of both layouts: per image, sample, render and save the scene,
-    record it in ``images``/``annotations``, and yield (split, image_id, objects,
+    record it and its objects in ``layout``, and yield (split, image_id, objects,
     annotation ids) for the caller to add its refs (with the same ``rng``, so a seed
     gives the same bytes). ``need(split)`` asks for a circle/non-circle in the scene.
     """
     width, height = image_size
     image_dir.mkdir(parents=True, exist_ok=True)
     for index, split in enumerate(_split_plan(rng, num_images)):
-        image_id = index + 1
         objects = _sample_scene(rng, width, height, need(split))
-        file_name = f"COCO_train2014_{image_id:012d}.jpg"
+        file_name = f"COCO_train2014_{index + 1:012d}.jpg"
         render_scene(objects, _background(rng, width, height)).save(
             image_dir / file_name, format="JPEG", quality=95
         )
-        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
-        yield split, image_id, objects, _add_annotations(annotations, objects, image_id)
+        image_id = layout.add_image(file_name, height, width)
+        ann_ids = [
+            layout.add_annotation(
+                image_id, SHAPES.index(obj.shape) + 1, [flat], *polygon_geometry([flat])
+            )
+            for obj in objects
+            for flat in [rounded_polygon(obj.polygon)]
+        ]
+        yield split, image_id, objects, ann_ids
         if progress is not None:
             progress(index + 1)
 
 
-def write_annotations(
-    ann_dir: Path, images: list, annotations: list, refs_path: Path, refs: bytes
-) -> None:
-    """``instances.json`` and the refs file, last and atomically."""
-    ann_dir.mkdir(parents=True, exist_ok=True)
-    categories = [{"id": i + 1, "name": s, "supercategory": "shape"} for i, s in enumerate(SHAPES)]
-    instances = {"images": images, "annotations": annotations, "categories": categories}
-    atomic_write_bytes(ann_dir / "instances.json", json.dumps(instances, sort_keys=True).encode())
-    atomic_write_bytes(refs_path, refs)
+def rounded_polygon(points: list[tuple[float, float]]) -> list[float]:
+    """An outline as a flat COCO polygon [x1, y1, x2, y2, ...] rounded to 2 decimals."""
+    return [round(v, 2) for xy in points for v in xy]
 
 
-def _add_annotations(annotations: list, objects: list[SceneObject], image_id: int) -> list[int]:
-    ids = []
-    for obj in objects:
-        ann_id = len(annotations) + 1
-        xs = [round(x, 2) for x, _ in obj.polygon]
-        ys = [round(y, 2) for _, y in obj.polygon]
-        flat = [v for xy in zip(xs, ys, strict=True) for v in xy]
-        annotations.append(
-            {
-                "id": ann_id,
-                "image_id": image_id,
-                "category_id": SHAPES.index(obj.shape) + 1,
-                "segmentation": [flat],
-                "iscrowd": 0,
-                "bbox": [
-                    min(xs),
-                    min(ys),
-                    round(max(xs) - min(xs), 2),
-                    round(max(ys) - min(ys), 2),
-                ],
-                "area": round(_polygon_area(xs, ys), 2),
-            }
-        )
-        ids.append(ann_id)
-    return ids
-
-
-def _polygon_area(xs: list[float], ys: list[float]) -> float:
-    n = len(xs)
-    return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
-
-
-def _add_ref(
-    refs: list, split: str, image_id: int, ann_id: int, category: int, sentences: list[str]
-) -> None:
-    refs.append(
-        {
-            "ref_id": len(refs),
-            "ann_id": ann_id,
-            "image_id": image_id,
-            "category_id": category,
-            "split": split,
-            "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
-            **sentence_records(refs, sentences),
-        }
-    )
-
-
-def sentence_records(refs: list, sentences: list[str]) -> dict:
-    """``sent_ids`` and ``sentences`` of a new ref, the ids running on across ``refs``."""
-    # the last id used, without a quadratic sum over all refs
-    first = next((r["sent_ids"][-1] for r in reversed(refs) if r["sent_ids"]), 0) + 1
-    sent_ids = list(range(first, first + len(sentences)))
-    return {
-        "sent_ids": sent_ids,
-        "sentences": [
-            {"sent_id": sid, "raw": text, "sent": text.lower(), "tokens": text.lower().split()}
-            for sid, text in zip(sent_ids, sentences, strict=True)
-        ],
-    }
-
-
-def _summary(root: Path, images: list, refs: list) -> SynthSummary:
+def _summary(root: Path, layout: ReferLayoutWriter) -> SynthSummary:
     refs_per_split: dict[str, int] = {}
     sentences_per_split: dict[str, int] = {}
-    for ref in refs:
+    for ref in layout.refs:
         refs_per_split[ref["split"]] = refs_per_split.get(ref["split"], 0) + 1
         sentences_per_split[ref["split"]] = sentences_per_split.get(ref["split"], 0) + len(
             ref["sentences"]
         )
-    return SynthSummary(root, len(images), refs_per_split, sentences_per_split)
+    return SynthSummary(root, len(layout.images), refs_per_split, sentences_per_split)
