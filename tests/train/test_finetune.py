@@ -214,3 +214,13 @@ def test_short_finetune_reads_the_new_words(tmp_path, renamed_root):
     assert code == 0 and any((tmp_path / "pred").iterdir())
     runner = load_onnx_model(export_onnx(best, tmp_path / "ft.onnx", simplify=False).path)
     assert runner.vocab == vocab
+
+
+def test_finetune_config_spells_out_the_defaults():
+    import yaml
+
+    path = Path(__file__).parents[2] / "configs" / "finetune.yaml"
+    written = yaml.safe_load(path.read_text())
+    assert {k: written[k] for k in FINETUNE_DEFAULTS} == FINETUNE_DEFAULTS
+    cfg = resolve_config(path)
+    assert cfg.init_weights == "synthetic" and cfg.img_size == 64 and cfg.model == "lavt_one"

@@ -97,8 +97,12 @@ def _flags(f: dataclasses.Field) -> tuple[str, list[str]]:
 
 
 def _help(f: dataclasses.Field, aliases: list[str]) -> str:
+    from lavt.train.finetune import FINETUNE_DEFAULTS
+
     default = f.metadata.get("shown", f.default)
     if isinstance(default, bool) or default is None:
         default = {True: "yes", False: "no", None: "none"}[default]
+    if f.name in FINETUNE_DEFAULTS:
+        default = f"{default}; with --init-weights {FINETUNE_DEFAULTS[f.name]}"
     also = f"; also {', '.join(aliases)}" if aliases else ""
     return f"{f.metadata['help']} (default: {default}{also})".replace("%", "%%")
