@@ -224,3 +224,12 @@ def test_finetune_config_spells_out_the_defaults():
     assert {k: written[k] for k in FINETUNE_DEFAULTS} == FINETUNE_DEFAULTS
     cfg = resolve_config(path)
     assert cfg.init_weights == "synthetic" and cfg.img_size == 64 and cfg.model == "lavt_one"
+
+
+def test_released_wordpiece_checkpoint_needs_no_new_words(golden_dir):
+    released = str(golden_dir / "lavt_w12_mha2.pth")  # the released file format, tiny
+    cfg = resolve_config(cli={"init_weights": released})
+    assert cfg.arch["vocab"] == "bert" and cfg.text_trainable == TrainConfig().text_trainable
+    model = build_training_model(cfg, initialise=True, expressions=["a zorp hexagon"])
+    assert model.vocab is None and cfg.model == model.config.variant == "lavt"
+    assert model.config.pwam_heads == (2, 2, 2, 2) and cfg.img_size == model.config.img_size

@@ -196,10 +196,11 @@ def extend_vocabulary(
     state[key] = torch.cat([state[key], rows])  # (V, D) + (new, D) -> (V + new, D)
     bigger.load_state_dict(state, strict=True)
     shown = ", ".join(new[:8]) + (", ..." if len(new) > 8 else "")
+    rows_from = "the mean of the known words' plus noise" if initialise else "the resumed run"
     log.info(
         "vocabulary: %d new words from the training expressions (%s) added to the %d of "
-        "the checkpoint; their embeddings start at the mean of the known words' plus noise",
-        len(new), shown, len(vocab),
+        "the checkpoint; their embeddings start at %s",
+        len(new), shown, len(vocab), rows_from,
     )  # fmt: skip
     return bigger
 
