@@ -17,6 +17,7 @@ from conftest import lavt_torchrun
 from lavt.train.config import TrainConfig, resolve_config
 from lavt.train.finetune import (
     FINETUNE_DEFAULTS,
+    WORD_VOCAB_LR,
     extend_vocabulary,
     freeze_parts,
     new_embedding_rows,
@@ -36,7 +37,7 @@ def test_settings_come_from_the_checkpoint_and_user_values_win():
     assert cfg.text_trainable == "all"  # a word vocabulary: the new words' rows must train
     for key, value in FINETUNE_DEFAULTS.items():
         assert getattr(cfg, key) == value, key
-    assert cfg.lr != TrainConfig().lr  # not the published recipe's
+    assert cfg.lr == WORD_VOCAB_LR != TrainConfig().lr  # not the published recipe's
     model = build_training_model(cfg, initialise=True)
     assert model.config == config and model.vocab == vocab
 
@@ -222,6 +223,7 @@ def test_finetune_config_spells_out_the_defaults():
     path = Path(__file__).parents[2] / "configs" / "finetune.yaml"
     written = yaml.safe_load(path.read_text())
     assert {k: written[k] for k in FINETUNE_DEFAULTS} == FINETUNE_DEFAULTS
+    assert written["lr"] == WORD_VOCAB_LR  # the bundled model's
     cfg = resolve_config(path)
     assert cfg.init_weights == "synthetic" and cfg.img_size == 64 and cfg.model == "lavt_one"
 
@@ -230,6 +232,7 @@ def test_released_wordpiece_checkpoint_needs_no_new_words(golden_dir):
     released = str(golden_dir / "lavt_w12_mha2.pth")  # the released file format, tiny
     cfg = resolve_config(cli={"init_weights": released})
     assert cfg.arch["vocab"] == "bert" and cfg.text_trainable == TrainConfig().text_trainable
+    assert cfg.lr == TrainConfig().lr and cfg.loss == FINETUNE_DEFAULTS["loss"]
     model = build_training_model(cfg, initialise=True, expressions=["a zorp hexagon"])
     assert model.vocab is None and cfg.model == model.config.variant == "lavt"
     assert model.config.pwam_heads == (2, 2, 2, 2) and cfg.img_size == model.config.img_size
