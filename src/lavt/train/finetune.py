@@ -28,8 +28,8 @@ log = logging.getLogger("lavt")
 
 #: What ``init_weights`` changes in the recipe unless set (chosen on the worked
 #: example of docs/training.md, "Fine-tuning"): a short warm-up, so that the new
-#: words' rows do not jolt the trained weights, and Dice beside cross-entropy
-#: (small datasets, small objects). The learning rate and the trained text
+#: words' rows do not jolt the trained weights, and Dice beside cross-entropy (as
+#: the bundled models were trained). The learning rate and the trained text
 #: parts depend on the checkpoint (:func:`checkpoint_settings`).
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "warmup_iters": 50,
