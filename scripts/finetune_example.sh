@@ -18,7 +18,7 @@ JSON=${FT_JSON:-benchmarks/finetune_example.json}
 RAW="$OUT/raw" DATA="$OUT/data" RUN="$OUT/runs/finetune_shapes"
 export OMP_NUM_THREADS=1
 
-rm -rf "$OUT"
+rm -rf "$RAW" "$DATA" "$OUT/runs" "$OUT"/eval_*  # only what this script writes
 "$PY" -m lavt synth --own-data --output "$RAW" --images 3000 --seed 0 --format labelme
 "$PY" -m lavt data import labelme "$RAW/labelme" --output "$DATA" --name shapes
 "$PY" -m lavt data check "$DATA" --dataset shapes --json > "$OUT/check.json"
