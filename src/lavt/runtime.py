@@ -302,7 +302,13 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
         if replace and path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
-        os.rename(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if old is not None:  # put the old folder back
+                os.replace(old / path.name, path)
+                old.rmdir()
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -21,13 +21,22 @@ def test_top_level_says_what_lavt_does(capsys):
     assert "segments the object that an English expression refers to" in text
 
 
-SWITCHES = {"--compile", "--channels-last", "--grad-checkpointing", "--overwrite", "--generalized"}
-NO_DEFAULT = {"--output", "--threads", "--json"}  # required, or "unset" means something
+SWITCHES = {
+    "--compile",
+    "--channels-last",
+    "--grad-checkpointing",
+    "--overwrite",
+    "--generalized",
+    "--own-data",
+    "--link",
+}
+# required, or "unset" means something
+NO_DEFAULT = {"--output", "--threads", "--json", "--name", "--dataset"}
 
 
-@pytest.mark.parametrize("command", ["convert", "synth", "benchmark"])
+@pytest.mark.parametrize("command", ["convert", "synth", "benchmark", "data import", "data check"])
 def test_every_flag_has_help_and_shows_its_default(capsys, command):
-    text = _help(capsys, command)
+    text = _help(capsys, *command.split())
     options = text.split("options:", 1)[1]
     entries = re.split(r"\n  (?=-)", options)[1:]  # one entry per flag
     assert len(entries) > 1

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default="refcoco",
-        help="refcoco, refcoco+, refcocog or grefcoco (GRES metrics) (default: %(default)s)",
+        help="refcoco, refcoco+, refcocog, grefcoco (GRES metrics) or the NAME of a lavt data "
+        "import (default: %(default)s)",
     )
     parser.add_argument(
         "--splitBy",

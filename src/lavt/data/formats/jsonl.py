@@ -50,7 +50,7 @@ def read(src: Path, *, images: Path | None, problems: Problems) -> Iterator[Impo
     image_root = images if images is not None else src.parent
     sizes = ImageSizes()
     try:
-        with open(src, encoding="utf-8") as lines:
+        with open(src, encoding="utf-8-sig") as lines:  # a BOM is allowed
             for lineno, line in enumerate(lines, 1):
                 if line.strip():
                     record = _record(
@@ -87,7 +87,8 @@ def _record(line, where, folder, image_root, sizes, problems) -> ImportRecord | 
     path = image_root / item["image"]
     size = sizes.get(path)
     if isinstance(size, str):
-        problems.add(where, size)
+        if sizes.first_report(path):  # once per image, at its first line
+            problems.add(where, size)
         return None
     width, height = size
     targets = _targets(item["mask"], folder, height, width)

@@ -17,7 +17,10 @@ exceed about one third.
 - :mod:`~lavt.data.synthetic.writer`: :func:`generate_dataset` (``lavt synth``);
 - :mod:`~lavt.data.synthetic.generalized` and ``gres_writer``: expressions naming
   several objects or none, :func:`generate_generalized_dataset` in the gRefCOCO
-  layout (``lavt synth --generalized``).
+  layout (``lavt synth --generalized``);
+- :mod:`~lavt.data.synthetic.novel` and ``novel_export``: the "own data" worked
+  example, scenes of shapes, colours and words the bundled model never saw, written
+  as JSONL, COCO and LabelMe files (``lavt synth --own-data``) for ``lavt data import``.
 
 The vocabulary of these words lives in :func:`lavt.tokenizer.synthetic_vocabulary`
 (re-exported here), so that building a model never imports the generator.

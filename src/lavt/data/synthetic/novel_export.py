@@ -41,6 +41,8 @@ from lavt.runtime import atomic_directory
 FORMATS = ("jsonl", "coco", "labelme")
 NOVEL_SPLITS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 MASK_FORMS = ("polygons", "png", "rle")
+#: written into each format folder, so that --overwrite replaces only these folders.
+OWN_DATA_MARKER = ".lavt-own-data"
 
 
 @dataclass
@@ -80,6 +82,8 @@ class _Writers:
         for fmt in ("jsonl", "coco"):
             if fmt in folders:
                 (folders[fmt] / "images").mkdir()
+        for folder in folders.values():
+            (folder / OWN_DATA_MARKER).write_text("written by lavt synth --own-data\n")
         self.objects = 0
 
     def add(self, index: int, split: str, scene: NovelScene) -> None:
@@ -204,6 +208,12 @@ def write_novel_dataset(
             raise InputError(
                 f"overwrite not set: {target} already exists; choose another --output",
                 param="overwrite",
+            )
+        if target.exists() and not (target / OWN_DATA_MARKER).is_file():
+            raise InputError(
+                f"output {output}: {target} was not written by lavt synth --own-data (no "
+                f"{OWN_DATA_MARKER}); refusing to replace it",
+                param="output",
             )
     summary = NovelSummary(dict(targets))
     width, height = image_size
