@@ -108,6 +108,12 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size()
 
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` as the tokenizer sees them before WordPiece: lowercased,
+        accents stripped, punctuation split off ("The mug," -> ["the", "mug", ","])."""
+        normalized = self._tok.normalizer.normalize_str(text)
+        return [word for word, _ in self._tok.pre_tokenizer.pre_tokenize_str(normalized)]
+
     def encode_ids(self, text: str) -> list[int]:
         """``[CLS] ... [SEP]`` ids of one text, cut to ``max_length``."""
         ids = self._tok.encode(text).ids[: self.max_length]

@@ -97,8 +97,15 @@ def _flags(f: dataclasses.Field) -> tuple[str, list[str]]:
 
 
 def _help(f: dataclasses.Field, aliases: list[str]) -> str:
+    from lavt.train.finetune import FINETUNE_DEFAULTS, WORD_VOCAB_LR
+
     default = f.metadata.get("shown", f.default)
     if isinstance(default, bool) or default is None:
         default = {True: "yes", False: "no", None: "none"}[default]
+    word_vocab = {"lr": WORD_VOCAB_LR, "text_trainable": "all"}
+    if f.name in FINETUNE_DEFAULTS:
+        default = f"{default}; with --init-weights {FINETUNE_DEFAULTS[f.name]}"
+    elif f.name in word_vocab:
+        default = f"{default}; {word_vocab[f.name]} with --init-weights of a word-vocabulary model"
     also = f"; also {', '.join(aliases)}" if aliases else ""
     return f"{f.metadata['help']} (default: {default}{also})".replace("%", "%%")

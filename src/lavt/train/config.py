@@ -14,7 +14,9 @@ from those declarations:
   fields): ``--img-size`` with ``--img_size`` as an alias, every default shown;
 - the saved ``RUN/config.yaml`` (:func:`save_config`), which ``--config`` reads back.
 
-Precedence: defaults < YAML < flags < ``key=value``.
+Precedence: defaults < YAML < flags < ``key=value``; with ``init_weights``, the
+checkpoint's architecture and the fine-tuning defaults come in just above the
+defaults (:mod:`lavt.train.finetune`).
 
 Adding an option is one line in :class:`TrainConfig` (``check``/``choices`` optional).
 A hand-written schema rather than OmegaConf or tyro: the YAML ``base:`` chains, the
@@ -100,6 +102,13 @@ class TrainConfig:
         group="model",
         metavar="all|none|A-B",
     )
+    freeze: str = opt(
+        "",
+        "parts kept fixed, a comma list: backbone.stage1..4, backbone (all 4), text_encoder",
+        group="model",
+        metavar="PARTS",
+        shown="nothing",
+    )
     no_target_head: bool | None = opt(
         None,
         "GRES no-target classifier (docs/gres.md)",
@@ -110,7 +119,12 @@ class TrainConfig:
         0.1, "weight of the no-target cross-entropy", group="optimisation", check="non_negative"
     )
     init_weights: str | None = opt(
-        None, "fine-tune: start from a LAVT checkpoint's weights", group="model", metavar="PATH"
+        None,
+        "fine-tune from a LAVT checkpoint (path or name: synthetic, lavt_one-refcoco, ...); "
+        "architecture, input size and vocabulary then come from it, and unset options "
+        "take the fine-tuning defaults (docs/training.md)",
+        group="model",
+        metavar="NAME_OR_PATH",
     )
     # optimisation
     batch_size: int = opt(8, "samples per process and step", group="optimisation", check="positive")
@@ -193,6 +207,9 @@ class TrainConfig:
                 "init_weights sets every weight; drop pretrained_swin_weights and text_encoder",
                 param="init_weights",
             )
+        from lavt.train.finetune import freeze_prefixes
+
+        freeze_prefixes(self.freeze)  # refuses an unknown part
         if self.model_id is None:
             object.__setattr__(self, "model_id", f"{self.model}_{self.dataset}")
 
@@ -356,13 +373,15 @@ def resolve_config(
     overrides: Sequence[str] = (),
 ) -> TrainConfig:
     """Defaults < YAML file (with its ``base`` chain) < command-line flags < ``key=value``."""
+    from lavt.train.finetune import apply_finetune_defaults
+
     values = load_config_file(config_file) if config_file is not None else {}
     values.update(cli or {})
     for item in overrides:
         parts, value = parse_override(item)
         key = parts[0]
         values[key] = merge(values.get(key), value) if len(parts) > 1 else value
-    return TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(apply_finetune_defaults(values))
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import nn
@@ -21,12 +22,14 @@ def resolve_model_config(cfg: TrainConfig):
     (``embed_dim``, ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``,
     ``pwam_heads``), ``text`` (``TextEncoderConfig`` fields) and ``vocab``:
     ``synthetic`` (the synthetic dataset's word list), ``synthetic_generalized``
-    (that list plus the words of ``lavt synth --generalized``), ``bert``
-    (default) or a vocabulary file, one token a line.
+    (that list plus the words of ``lavt synth --generalized``), ``init_weights``
+    (the vocabulary of that checkpoint), ``bert`` (default) or a vocabulary
+    file, one token a line.
     """
     from lavt.checkpoint import parse_mha
     from lavt.modeling.config import LAVTConfig, TextEncoderConfig, preset_config
     from lavt.tokenizer import Tokenizer
+    from lavt.train.finetune import INIT_VOCAB, vocabulary_of
 
     common = {
         "variant": cfg.model,
@@ -61,6 +64,8 @@ def resolve_model_config(cfg: TrainConfig):
             from lavt.tokenizer import generalized_synthetic_vocabulary
 
             vocab = generalized_synthetic_vocabulary()
+        elif vocab_spec == INIT_VOCAB:
+            vocab = vocabulary_of(vocab_spec, cfg.init_weights)
         elif vocab_spec not in (None, "bert"):
             path = Path(str(vocab_spec))
             if not path.is_file():
@@ -75,14 +80,20 @@ def resolve_model_config(cfg: TrainConfig):
     return config, vocab
 
 
-def build_training_model(cfg: TrainConfig, *, initialise: bool) -> nn.Module:
+def build_training_model(
+    cfg: TrainConfig, *, initialise: bool, expressions: Iterable[str] | None = None
+) -> nn.Module:
     """The model of ``cfg`` on the CPU.
 
     With ``initialise``: from ``init_weights`` (a LAVT checkpoint), or from ImageNet
     Swin / BERT weights, when given; otherwise (or on resume) randomly initialised.
+    With ``init_weights`` and the training ``expressions``, a word-level vocabulary
+    gains their unknown words (on resume too, so that the shapes match). Then
+    ``text_trainable`` and ``freeze`` decide what trains.
     """
     from lavt.checkpoint import load_bert_weights, load_lavt_weights, load_swin_imagenet_weights
     from lavt.modeling import build_model
+    from lavt.train.finetune import extend_vocabulary, freeze_parts
     from lavt.train.optim import configure_text_trainable
 
     model_config, vocab = resolve_model_config(cfg)
@@ -93,7 +104,12 @@ def build_training_model(cfg: TrainConfig, *, initialise: bool) -> nn.Module:
         load_bert_weights(model, cfg.text_encoder)
     if initialise and cfg.init_weights:
         load_lavt_weights(model, cfg.init_weights)
+    if cfg.init_weights and expressions is not None:
+        model = extend_vocabulary(model, expressions, initialise=initialise, seed=cfg.seed)
     layers = configure_text_trainable(model, cfg.text_trainable)
+    frozen = freeze_parts(model, cfg.freeze)
+    if frozen:
+        log.info("frozen (%s): %.2fM parameters", cfg.freeze, frozen / 1e6)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     text = cfg.text_trainable

@@ -34,6 +34,7 @@ from lavt.runtime import (
 )
 from lavt.train.config import AMP_NAMES, TrainConfig, save_config
 from lavt.train.elastic import job_agents, lost_peer_as_error, open_resume
+from lavt.train.finetune import expressions_of, log_finetuning
 from lavt.train.loop import BufferGuard, NonFiniteTracker, train_one_epoch
 from lavt.train.model import build_training_model, resolve_model_config
 from lavt.train.resume import (
@@ -72,7 +73,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 
         # Model, data, optimizer.
         seed_everything(cfg.seed)  # the same initial weights on every rank
-        model = build_training_model(cfg, initialise=resume is None)
+        log_finetuning(cfg)
+        model = build_training_model(
+            cfg, initialise=resume is None, expressions=expressions_of(index, cfg.train_split)
+        )
         model = place_model(model, cfg, info, device)
         data = TrainData.build(cfg, index, model, info, device)
         validate = build_validator(cfg, index, data.tokenizer, info, device)
