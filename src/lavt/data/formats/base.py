@@ -11,6 +11,7 @@ compressed RLE string, never a decoded mask.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -68,6 +69,23 @@ class Problems:
 
     def __bool__(self) -> bool:
         return self.count > 0
+
+
+def read_json_file(path: Path, problems: Problems) -> Any:
+    """The parsed JSON of ``path``; None (and a problem naming the file, with the line
+    and column of a syntax error) when it cannot be read or parsed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data is None:
+            problems.add(str(path), "holds JSON null, not an object")
+        return data
+    except json.JSONDecodeError as err:
+        problems.add(
+            str(path), f"malformed JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        )
+    except (UnicodeDecodeError, OSError) as err:
+        problems.add(str(path), f"unreadable ({err})")
+    return None
 
 
 def is_number(value: Any) -> bool:

@@ -11,7 +11,6 @@ tools do); masks are decoded one at a time, to be checked, and dropped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from lavt.data.formats.base import (
     expressions_problem,
     is_number,
     name_problem,
+    read_json_file,
     split_problem,
     target_from,
 )
@@ -56,15 +56,8 @@ def _load(src: Path, problems: Problems) -> dict | None:
     if not src.is_file():
         problems.add(str(src), "COCO file not found")
         return None
-    try:
-        data = json.loads(src.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        problems.add(
-            str(src), f"malformed JSON ({err.msg} at line {err.lineno} column {err.colno})"
-        )
-        return None
-    except (UnicodeDecodeError, OSError) as err:
-        problems.add(str(src), f"unreadable ({err})")
+    data = read_json_file(src, problems)
+    if data is None:
         return None
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations")

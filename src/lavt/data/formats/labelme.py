@@ -18,7 +18,6 @@ Problems name the file and the shape index.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from lavt.data.formats.base import (
     Target,
     is_number,
     name_problem,
+    read_json_file,
     split_problem,
     target_from,
 )
@@ -54,15 +54,8 @@ def read(src: Path, *, images: Path | None, problems: Problems) -> Iterator[Impo
 
 
 def _load(path: Path, problems: Problems) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        problems.add(
-            str(path), f"malformed JSON ({err.msg} at line {err.lineno} column {err.colno})"
-        )
-        return None
-    except (UnicodeDecodeError, OSError) as err:
-        problems.add(str(path), f"unreadable ({err})")
+    data = read_json_file(path, problems)
+    if data is None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         problems.add(str(path), "not a LabelMe file (no 'shapes' list)")
