@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from lavt.commands.helpformat import use_defaults_help
+from lavt.commands.shared_flags import add_split_by_flag
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,14 +99,7 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", required=True, help="dataset name (refcoco, grefcoco, an imported NAME)"
     )
-    parser.add_argument(
-        "--splitBy",
-        "--split-by",
-        "--split_by",
-        dest="split_by",
-        default="unc",
-        help="annotation partition: refs(<splitBy>).p",
-    )
+    add_split_by_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.set_defaults(_run_data=_run_check, _flags={"split_by": "--splitBy", "data_root": "ROOT"})
 

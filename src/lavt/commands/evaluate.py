@@ -18,6 +18,7 @@ from lavt.commands.shared_flags import (
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
+    add_split_by_flag,
 )
 
 
@@ -42,14 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refcoco, refcoco+, refcocog, grefcoco (GRES metrics) or the NAME of a lavt data "
         "import (default: %(default)s)",
     )
-    parser.add_argument(
-        "--splitBy",
-        "--split-by",
-        "--split_by",
-        dest="split_by",
-        default="unc",
-        help="unc, umd or google (default: %(default)s)",
-    )
+    add_split_by_flag(parser)
     parser.add_argument(
         "--split",
         default="val",

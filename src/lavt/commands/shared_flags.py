@@ -86,3 +86,16 @@ def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
         "with fast bf16 matrix products (AMX, AVX512-BF16) and a model large enough to "
         "gain, and logs why (default: %(default)s)",
     )
+
+
+def add_split_by_flag(parser: argparse.ArgumentParser) -> None:
+    """``--splitBy``: which ``refs(<splitBy>).p`` of the dataset is read."""
+    parser.add_argument(
+        "--splitBy",
+        "--split-by",
+        "--split_by",
+        dest="split_by",
+        default="unc",
+        help="annotation partition refs(<splitBy>).p: unc, umd or google for the published "
+        "sets, unc for imported ones (default: %(default)s)",
+    )
