@@ -10,6 +10,7 @@ import pickle
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,6 +216,29 @@ def test_short_finetune_reads_the_new_words(tmp_path, renamed_root):
     assert code == 0 and any((tmp_path / "pred").iterdir())
     runner = load_onnx_model(export_onnx(best, tmp_path / "ft.onnx", simplify=False).path)
     assert runner.vocab == vocab
+
+    # and lavt serve: the new word is known (no unknown_words), the mask is the predictor's
+    from pycocotools import mask as mask_utils
+    from starlette.testclient import TestClient
+
+    from lavt.checkpoint import load_model
+    from lavt.predict import Predictor
+    from lavt.serve.adapter import ModelAdapter
+    from lavt.serve.app import create_app
+    from lavt.serve.config import ServeConfig
+
+    model = load_model(best)
+    adapter = ModelAdapter(model, device=torch.device("cpu"))
+    with TestClient(create_app(adapter, ServeConfig(max_wait_ms=0))) as client:
+        reply = client.post(
+            "/v1/segment", files={"image": (image.name, image.read_bytes())},
+            data={"text": ["the azure tile"]},
+        )  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    result = reply.json()["results"][0]
+    assert result["unknown_words"] == []
+    expected = Predictor(model, device="cpu").predict(str(image), ["the azure tile"])[0].mask
+    assert np.array_equal(mask_utils.decode(result["rle"]).astype(bool), expected)
 
 
 def test_finetune_config_spells_out_the_defaults():
