@@ -28,10 +28,12 @@ import torch
 from torch import nn
 
 from lavt.checkpoint.released import is_released_checkpoint, read_released
+from lavt.checkpoint.released_video import is_video_checkpoint, read_released_video
 from lavt.errors import CheckpointError, InputError
 from lavt.hub import resolve_weights
-from lavt.modeling.config import LAVTConfig
+from lavt.modeling.config import AnyConfig, LAVTVideoConfig, config_from_dict
 from lavt.modeling.lavt import LAVT, build_model
+from lavt.modeling.lavt_video import LAVTVideo, build_video_model
 from lavt.runtime import (
     atomic_path,
     atomic_torch_save,
@@ -173,9 +175,9 @@ def _is_project_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT and "config" in obj
 
 
-def _config_from_dict(data: Any, path: Path) -> LAVTConfig:
+def _config_from_dict(data: Any, path: Path) -> AnyConfig:
     try:
-        return LAVTConfig.from_dict(data)
+        return config_from_dict(data)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid model config ({err})") from None
 
@@ -188,7 +190,7 @@ def _vocab_or_none(value: Any, path: Path) -> list[str] | None:
     return list(value)
 
 
-def _read_safetensors_model(path: Path) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+def _read_safetensors_model(path: Path) -> tuple[AnyConfig, StateDict, list[str] | None]:
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file has no LAVT config in its metadata")
@@ -200,7 +202,7 @@ def _read_safetensors_model(path: Path) -> tuple[LAVTConfig, StateDict, list[str
     return _config_from_dict(config_dict, path), tensors, _vocab_or_none(vocab, path)
 
 
-def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+def read_model_weights(path: str | os.PathLike) -> tuple[AnyConfig, StateDict, list[str] | None]:
     """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file."""
     path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file
     if path.suffix == ".safetensors":
@@ -213,25 +215,35 @@ def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, 
         config = _config_from_dict(obj["config"], path)
         return config, dict(sd), _vocab_or_none(obj.get("vocab"), path)
     if is_released_checkpoint(obj):
+        reader = read_released_video if is_video_checkpoint(obj) else read_released
         try:
-            config, sd = read_released(obj)
+            config, sd = reader(obj)
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from None
         return config, sd, None
     raise CheckpointError(f"{path}: not a LAVT checkpoint (no LAVT model weights found)")
 
 
+def build_any_model(config: AnyConfig, *, vocab: list[str] | None = None) -> LAVT | LAVTVideo:
+    """A randomly initialised image or video model for ``config``."""
+    if isinstance(config, LAVTVideoConfig):
+        return build_video_model(config, vocab=vocab)
+    return build_model(config, vocab=vocab)
+
+
 def load_model(
     path: str | os.PathLike, device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None
-) -> LAVT:
+) -> LAVT | LAVTVideo:
     """Build the model a checkpoint describes and load its weights strictly.
 
-    Accepts the released ``.pth`` files (either variant), this project's
-    checkpoints and ``.safetensors`` exports. Returns the model in eval mode on
-    ``device``.
+    Accepts the released ``.pth`` files (image: either variant; video: the
+    LAVT-RS ``lavt_video`` files, docs/video.md), this project's checkpoints and
+    ``.safetensors`` exports. Returns the model in eval mode on ``device``:
+    :class:`~lavt.modeling.LAVT`, or :class:`~lavt.modeling.lavt_video.LAVTVideo`
+    for a video checkpoint.
     """
     config, sd, vocab = read_model_weights(path)
-    model = build_model(config, vocab=vocab)
+    model = build_any_model(config, vocab=vocab)
     load_state_dict_strict(model, sd, source=str(path))
     model.to(device=device, dtype=dtype)
     return model.eval()
@@ -279,7 +291,7 @@ def check_output_file(path: Path, *, param: str = "output") -> None:
 
 def convert_to_safetensors(
     src: str | os.PathLike, dst: str | os.PathLike, *, dtype: str = "float32"
-) -> LAVTConfig:
+) -> AnyConfig:
     """Export any supported checkpoint's model weights to ``dst`` (.safetensors), atomically.
 
     ``dtype`` (float32, float16 or bfloat16) is the storage type of the floating
@@ -293,7 +305,7 @@ def convert_to_safetensors(
         raise InputError(f"output {dst}: must end in .safetensors", param="output")
     store = parse_dtype(dtype, allowed=SAVE_DTYPES)
     config, sd, vocab = read_model_weights(src)
-    model = build_model(config, vocab=vocab)
+    model = build_any_model(config, vocab=vocab)
     load_state_dict_strict(model, sd, source=str(src))  # validate before writing
     meta = {
         "format": FORMAT,
