@@ -39,7 +39,9 @@ from lavt.modeling.window import (
 Size3 = tuple[int, int, int]
 
 
-def clip_window(sizes: Sequence[int], window: Sequence[int], shift: Sequence[int]):
+def clip_window(
+    sizes: Sequence[int], window: Sequence[int], shift: Sequence[int]
+) -> tuple[Size3, Size3]:
     """Video Swin's window and shift for a (D, H, W) input: cut to short axes, unshifted."""
     fits = [s <= w for s, w in zip(sizes, window, strict=True)]
     cut = tuple(s if f else w for s, w, f in zip(sizes, window, fits, strict=True))
