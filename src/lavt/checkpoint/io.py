@@ -37,9 +37,10 @@ import torch
 from torch import nn
 
 from lavt.checkpoint.released import is_released_checkpoint, read_released
+from lavt.checkpoint.released_video import is_video_checkpoint, read_released_video
 from lavt.errors import CheckpointError, InputError
 from lavt.hub import resolve_weights
-from lavt.modeling.config import LAVTConfig
+from lavt.modeling.config import AnyConfig, config_from_dict
 from lavt.runtime import (
     atomic_path,
     atomic_torch_save,
@@ -186,9 +187,9 @@ def _is_project_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT and "config" in obj
 
 
-def _config_from_dict(data: Any, path: Path) -> LAVTConfig:
+def _config_from_dict(data: Any, path: Path) -> AnyConfig:
     try:
-        return LAVTConfig.from_dict(data)
+        return config_from_dict(data)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: invalid model config ({err})") from None
 
@@ -201,7 +202,7 @@ def _vocab_or_none(value: Any, path: Path) -> list[str] | None:
     return list(value)
 
 
-def _read_safetensors_model(path: Path) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+def _read_safetensors_model(path: Path) -> tuple[AnyConfig, StateDict, list[str] | None]:
     tensors, meta = read_safetensors(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file has no LAVT config in its metadata")
@@ -226,7 +227,7 @@ def _read_vocab_file(path: Path) -> list[str] | None:
     return tokens
 
 
-def _read_pretrained_dir(path: Path) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+def _read_pretrained_dir(path: Path) -> tuple[AnyConfig, StateDict, list[str] | None]:
     """``config.json``, ``model.safetensors`` and ``vocab.txt`` of a pretrained folder."""
     weights, config_file, vocab_file = path / WEIGHTS_FILE, path / CONFIG_FILE, path / VOCAB_FILE
     if not weights.is_file() or not config_file.is_file():
@@ -247,7 +248,7 @@ def _read_pretrained_dir(path: Path) -> tuple[LAVTConfig, StateDict, list[str] |
     return config, tensors, vocab
 
 
-def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, list[str] | None]:
+def read_model_weights(path: str | os.PathLike) -> tuple[AnyConfig, StateDict, list[str] | None]:
     """Config, filtered state dict and tokenizer vocabulary (or None) of any supported file
     or pretrained folder (a path, or ``hf://owner/repo[@revision]``)."""
     path = resolve_weights(path)  # a registered name, URL or hf:// -> the cached file/folder
@@ -263,8 +264,9 @@ def read_model_weights(path: str | os.PathLike) -> tuple[LAVTConfig, StateDict, 
         config = _config_from_dict(obj["config"], path)
         return config, dict(sd), _vocab_or_none(obj.get("vocab"), path)
     if is_released_checkpoint(obj):
+        reader = read_released_video if is_video_checkpoint(obj) else read_released
         try:
-            config, sd = read_released(obj)
+            config, sd = reader(obj)
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from None
         return config, sd, None
@@ -311,7 +313,7 @@ def check_output_file(path: Path, *, param: str = "output") -> None:
         )
 
 
-def safetensors_metadata(config: LAVTConfig, vocab: list[str] | None) -> dict[str, str]:
+def safetensors_metadata(config: AnyConfig, vocab: list[str] | None) -> dict[str, str]:
     """What a LAVT ``.safetensors`` file carries beside its tensors (config, vocabulary)."""
     meta = {
         "format": FORMAT,

@@ -74,20 +74,20 @@ def parse_mha(mha: Any, *, param: str = "mha") -> tuple[int, ...]:
     return heads
 
 
-def _count_indexed(sd: Mapping[str, Any], pattern: str) -> int:
+def count_indexed(sd: Mapping[str, Any], pattern: str) -> int:
     found = {int(m.group(1)) for key in sd if (m := re.match(pattern, key))}
     if found and found != set(range(max(found) + 1)):
         raise CheckpointError(f"non-contiguous indices for {pattern!r}: {sorted(found)}")
     return len(found)
 
 
-def _text_config(sd: Mapping[str, torch.Tensor]) -> TextEncoderConfig:
+def text_config(sd: Mapping[str, torch.Tensor]) -> TextEncoderConfig:
     words = sd["text_encoder.embeddings.word_embeddings.weight"]  # (vocab, hidden)
     positions = sd["text_encoder.embeddings.position_embeddings.weight"]
     return TextEncoderConfig(
         vocab_size=words.shape[0],
         hidden_size=words.shape[1],
-        num_layers=_count_indexed(sd, r"text_encoder\.encoder\.layer\.(\d+)\."),
+        num_layers=count_indexed(sd, r"text_encoder\.encoder\.layer\.(\d+)\."),
         num_heads=max(1, words.shape[1] // 64),  # BERT's 64-wide heads
         intermediate_size=sd["text_encoder.encoder.layer.0.intermediate.dense.weight"].shape[0],
         max_position_embeddings=positions.shape[0],
@@ -101,7 +101,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], args: Any = None) -> LAVTConfig
         proj = sd["backbone.patch_embed.proj.weight"]  # (C, 3, patch, patch)
         embed_dim, patch = proj.shape[0], proj.shape[-1]
         depths = tuple(
-            _count_indexed(sd, rf"backbone\.layers\.{s}\.blocks\.(\d+)\.") for s in range(4)
+            count_indexed(sd, rf"backbone\.layers\.{s}\.blocks\.(\d+)\.") for s in range(4)
         )
         heads, window = [], None
         for s in range(4):
@@ -111,7 +111,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], args: Any = None) -> LAVTConfig
             window = (math.isqrt(table.shape[0]) + 1) // 2
         mlp_hidden = sd["backbone.layers.0.blocks.0.mlp.fc1.weight"].shape[0]
         text_dim = sd["backbone.layers.0.fusion.image_lang_att.f_key.0.weight"].shape[1]
-        text = _text_config(sd)
+        text = text_config(sd)
     except KeyError as err:
         raise CheckpointError(f"missing tensor {err.args[0]!r}: not a LAVT checkpoint") from None
     if text_dim != text.hidden_size:

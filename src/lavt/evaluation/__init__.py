@@ -6,6 +6,7 @@
   -> loader -> evaluate (-> report files), shared by ``lavt evaluate``,
   training-time validation and the benchmark;
 - :class:`SegmentationMetrics`, :func:`format_table` (``metrics.py``);
+- J, F and J&F of the DAVIS 2017 evaluation, :class:`VideoMetrics` (``video_metrics.py``);
 - overlays for people (``overlays.py``) and the worst-K overlays (``worst.py``).
 """
 
@@ -19,6 +20,7 @@ from lavt.evaluation.loop import (
     make_eval_loader,
 )
 from lavt.evaluation.metrics import SegmentationMetrics, format_table, intersection_union
+from lavt.evaluation.video_metrics import VideoMetrics
 
 __all__ = [
     "EvalResult",
@@ -27,6 +29,7 @@ __all__ = [
     "GresSettings",
     "SegmentationMetrics",
     "ShardSampler",
+    "VideoMetrics",
     "evaluate",
     "evaluate_splits",
     "format_gres_table",

@@ -69,26 +69,7 @@ class LAVTConfig:
                 f"variant {self.variant!r}: expected one of {', '.join(VARIANTS)}",
                 param="variant",
             )
-        object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
-        object.__setattr__(self, "num_heads", tuple(int(h) for h in self.num_heads))
-        object.__setattr__(self, "pwam_heads", tuple(int(h) for h in self.pwam_heads))
-        if isinstance(self.text, dict):
-            object.__setattr__(self, "text", TextEncoderConfig(**self.text))
-        n = len(self.depths)
-        if n != 4 or len(self.num_heads) != n or len(self.pwam_heads) != n:
-            raise ConfigError(
-                f"depths {list(self.depths)}: depths, num_heads and pwam_heads need 4 entries "
-                "(one per stage)",
-                param="depths",
-            )
-        for s in range(n):
-            dim = self.stage_dim(s)
-            if dim % self.num_heads[s] or dim % self.pwam_heads[s]:
-                raise ConfigError(
-                    f"num_heads {list(self.num_heads)}: stage {s} width {dim} is not divisible "
-                    f"by its heads ({self.num_heads[s]} attention, {self.pwam_heads[s]} PWAM)",
-                    param="num_heads",
-                )
+        _check_stages(self)
         if self.window_size < 1:
             raise ConfigError(
                 f"window_size {self.window_size}: must be positive", param="window_size"
@@ -100,32 +81,134 @@ class LAVTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) that :meth:`from_dict` reverses."""
-        out = asdict(self)
-        for key in ("depths", "num_heads", "pwam_heads"):
-            out[key] = list(out[key])
-        return out
+        return _plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LAVTConfig:
         """Rebuild from :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            message = f"config: unknown model config keys {sorted(unknown)}"
-            raise ConfigError(message, param="config")
-        data = dict(data)
-        if "text" in data and isinstance(data["text"], dict):
-            text_known = {f.name for f in fields(TextEncoderConfig)}
-            bad = set(data["text"]) - text_known
-            if bad:
-                raise ConfigError(
-                    f"text: unknown text encoder config keys {sorted(bad)}", param="text"
-                )
-            data["text"] = TextEncoderConfig(**data["text"])
-        return cls(**data)
+        return _from_dict(cls, data)
 
     def replace(self, **changes: Any) -> LAVTConfig:
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class LAVTVideoConfig:
+    """Architecture of the authors' video model ``lavt_video`` (LAVT-RS; docs/video.md).
+
+    A Video Swin backbone (temporal patch 1, windows ``window_size`` = (d, h, w))
+    whose stages fuse language with a PWAM of separate temporal (``kernel_t``)
+    and spatial (``kernel_s``) 3-D convolutions, then the image model's
+    decoder on every frame. ``last_stage_gate``: whether the checkpoint holds
+    the last stage's gate (LAVT-RS drops it when trained with
+    ``--use_checkpoint``); it never changes the output.
+    """
+
+    variant: str = "lavt_video"
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: tuple[int, ...] = (8, 7, 7)
+    mlp_ratio: float = 4.0
+    patch_size: int = 4  # spatial; the temporal patch is 1 (one feature map per frame)
+    drop_path_rate: float = 0.1
+    pwam_heads: tuple[int, ...] = (1, 1, 1, 1)
+    fusion_drop: float = 0.0
+    kernel_t: tuple[int, ...] = (3, 3, 3)
+    kernel_s: tuple[int, ...] = (1, 1, 1)
+    last_stage_gate: bool = True
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    img_size: int = 480
+    max_text_len: int = 20
+
+    def __post_init__(self) -> None:
+        if self.variant != "lavt_video":
+            raise ConfigError(
+                f"variant {self.variant!r}: a video config has variant 'lavt_video'",
+                param="variant",
+            )
+        _check_stages(self)
+        for name in ("window_size", "kernel_t", "kernel_s"):
+            value = tuple(int(v) for v in getattr(self, name))
+            object.__setattr__(self, name, value)
+            if len(value) != 3 or min(value) < 1:
+                raise ConfigError(
+                    f"{name} {list(value)}: expected three positive sizes (d, h, w)", param=name
+                )
+        for name in ("kernel_t", "kernel_s"):
+            if any(k % 2 == 0 for k in getattr(self, name)):
+                raise ConfigError(
+                    f"{name} {list(getattr(self, name))}: kernel sizes must be odd", param=name
+                )
+
+    def stage_dim(self, stage: int) -> int:
+        """Channels C_s of stage ``stage``."""
+        return self.embed_dim * 2**stage
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that :meth:`from_dict` reverses."""
+        return _plain_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LAVTVideoConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+    def replace(self, **changes: Any) -> LAVTVideoConfig:
+        return replace(self, **changes)
+
+
+AnyConfig = LAVTConfig | LAVTVideoConfig
+
+
+def config_from_dict(data: dict[str, Any]) -> AnyConfig:
+    """The image or video config a stored dict describes (by its ``variant``)."""
+    video = isinstance(data, dict) and data.get("variant") == "lavt_video"
+    return (LAVTVideoConfig if video else LAVTConfig).from_dict(data)
+
+
+def _check_stages(config: AnyConfig) -> None:
+    """Normalise the per-stage tuples and check the stage widths against the heads."""
+    for name in ("depths", "num_heads", "pwam_heads"):
+        object.__setattr__(config, name, tuple(int(v) for v in getattr(config, name)))
+    if isinstance(config.text, dict):
+        object.__setattr__(config, "text", TextEncoderConfig(**config.text))
+    n = len(config.depths)
+    if n != 4 or len(config.num_heads) != n or len(config.pwam_heads) != n:
+        raise ConfigError(
+            f"depths {list(config.depths)}: depths, num_heads and pwam_heads need 4 entries "
+            "(one per stage)",
+            param="depths",
+        )
+    for s in range(n):
+        dim = config.stage_dim(s)
+        if dim % config.num_heads[s] or dim % config.pwam_heads[s]:
+            raise ConfigError(
+                f"num_heads {list(config.num_heads)}: stage {s} width {dim} is not divisible "
+                f"by its heads ({config.num_heads[s]} attention, {config.pwam_heads[s]} PWAM)",
+                param="num_heads",
+            )
+
+
+def _plain_dict(config: AnyConfig) -> dict[str, Any]:
+    """asdict with lists for tuples (JSON and ``weights_only`` friendly)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        message = f"config: unknown model config keys {sorted(unknown)}"
+        raise ConfigError(message, param="config")
+    data = dict(data)
+    if "text" in data and isinstance(data["text"], dict):
+        text_known = {f.name for f in fields(TextEncoderConfig)}
+        bad = set(data["text"]) - text_known
+        if bad:
+            raise ConfigError(f"text: unknown text encoder config keys {sorted(bad)}", param="text")
+        data["text"] = TextEncoderConfig(**data["text"])
+    return cls(**data)
 
 
 _SWIN_PRESETS: dict[str, dict[str, Any]] = {

@@ -31,7 +31,9 @@ class PointwiseConv1d(nn.Conv1d):
 
 
 class InstanceNorm(nn.Module):
-    """Per-channel normalisation over the last axis, no affine (``InstanceNorm1d``).
+    """Per-channel normalisation over the axes after the channels, no affine.
+
+    ``InstanceNorm1d`` on (B, C, L), ``InstanceNorm3d`` on (B, C, D, H, W).
 
     Written out so that a 1-pixel feature map (a tiny input) gives zeros
     instead of ``InstanceNorm1d``'s error.
@@ -42,13 +44,14 @@ class InstanceNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, L) -> (B, C, L), computed in float32 (as autocast does for LayerNorm).
+        """x: (B, C, *S) -> (B, C, *S), computed in float32 (as autocast does for LayerNorm).
 
         In float16 the backward of ``rsqrt(var + eps)``, up to 0.5 * eps ** -1.5
         = 1.6e7, overflows (max 65504): every fp16 training step was skipped.
         """
         x32 = x.float()
-        var, mean = torch.var_mean(x32, dim=-1, keepdim=True, correction=0)
+        axes = tuple(range(2, x.ndim))
+        var, mean = torch.var_mean(x32, dim=axes, keepdim=True, correction=0)
         return ((x32 - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
 
 
@@ -72,22 +75,39 @@ class PixelWordAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor) -> torch.Tensor:
         """x: (B, C, HW); lang: (B, D, N); lang_mask: (B, N, 1) -> (B, C, HW)."""
-        B, C, HW = x.shape
-        k = self.num_heads
         mask_t = lang_mask.transpose(1, 2)  # (B, N, 1) -> (B, 1, N)
-        query = self.f_query(x)  # (B, C, HW)
         key = self.f_key(lang) * mask_t  # (B, C, N)
         value = self.f_value(lang) * mask_t  # (B, C, N)
-        N = key.shape[-1]
-        query = query.reshape(B, k, C // k, HW).transpose(2, 3)  # (B, k, HW, C/k)
-        key = key.reshape(B, k, C // k, N)  # (B, k, C/k, N)
-        value = value.reshape(B, k, C // k, N).transpose(2, 3)  # (B, k, N, C/k)
-        sim = torch.matmul(query, key) * (C**-0.5)  # (B, k, HW, N)
-        sim = sim + (10000.0 * mask_t.unsqueeze(1) - 10000.0)  # padded words -> -10000
-        attn = sim.softmax(dim=-1)
-        out = torch.matmul(attn, value)  # (B, k, HW, C/k)
-        out = out.transpose(2, 3).reshape(B, C, HW)  # (B, k, C/k, HW) -> (B, C, HW)
+        out = word_attention(self.f_query(x), key, value, lang_mask, self.num_heads)
         return self.W(out)
+
+
+def word_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    lang_mask: torch.Tensor,
+    num_heads: int,
+) -> torch.Tensor:
+    """Attention of every position over the words, the core of every PWAM.
+
+    query (B, C, L) per pixel (or per pixel of every frame); key, value
+    (B, C, N), already zeroed at padded words; lang_mask (B, N, 1) -> (B, C, L).
+    Channels are split into ``num_heads`` consecutive groups; the logits are
+    scaled by ``C ** -0.5`` with C the total width, even with several heads (a
+    quirk of the released image and video models, kept for equivalence).
+    """
+    B, C, L = query.shape
+    k = num_heads
+    N = key.shape[-1]
+    mask_t = lang_mask.transpose(1, 2)  # (B, N, 1) -> (B, 1, N)
+    query = query.reshape(B, k, C // k, L).transpose(2, 3)  # (B, k, L, C/k)
+    key = key.reshape(B, k, C // k, N)  # (B, k, C/k, N)
+    value = value.reshape(B, k, C // k, N).transpose(2, 3)  # (B, k, N, C/k)
+    sim = torch.matmul(query, key) * (C**-0.5)  # (B, k, L, N)
+    sim = sim + (10000.0 * mask_t.unsqueeze(1) - 10000.0)  # padded words -> -10000
+    out = torch.matmul(sim.softmax(dim=-1), value)  # (B, k, L, C/k)
+    return out.transpose(2, 3).reshape(B, C, L)  # (B, k, C/k, L) -> (B, C, L)
 
 
 class PWAM(nn.Module):

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from lavt.errors import ConfigError
-from lavt.modeling.config import LAVTConfig
+from lavt.modeling.config import LAVTConfig, TextEncoderConfig
 from lavt.modeling.decoder import SimpleDecoder
 from lavt.modeling.no_target import NoTargetHead
 from lavt.modeling.swin import MultiModalSwin
-from lavt.modeling.text import build_text_encoder, encode_text
+from lavt.modeling.text import build_text_encoder, encode_language
 
 if TYPE_CHECKING:
     from lavt.hub.card import CardInfo
@@ -76,9 +76,7 @@ class LAVT(nn.Module):
         ``decoder`` (B, 2, H_1, W_1) and ``logits`` (B, 2, H, W); with a
         no-target head also ``no_target_logits`` (B, 2).
         """
-        text = encode_text(self.text_encoder, input_ids, attention_mask)  # (B, N, D)
-        lang = text.transpose(1, 2)  # (B, N, D) -> (B, D, N)
-        lang_mask = attention_mask.unsqueeze(-1).to(lang.dtype)  # (B, N, 1)
+        text, lang, lang_mask = encode_language(self.text_encoder, input_ids, attention_mask)
         stages = self.backbone(image, lang, lang_mask)
         features = self.classifier.forward_features(stages)  # (B, C, H_1, W_1)
         decoded = self.classifier.conv1_1(features)  # (B, 2, H_1, W_1)
@@ -225,14 +223,19 @@ class LAVT(nn.Module):
         return foreground[:, 0]  # (B, 1, H, W) -> (B, H, W)
 
 
-def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
-    """A randomly initialised LAVT for ``config``."""
-    if vocab is not None and len(vocab) > config.text.vocab_size:
+def check_vocab(vocab: list[str] | None, text: TextEncoderConfig) -> None:
+    """Refuse a tokenizer vocabulary larger than the text encoder's embedding table."""
+    if vocab is not None and len(vocab) > text.vocab_size:
         raise ConfigError(
             f"vocab: {len(vocab)} tokens do not fit the text encoder's "
-            f"{config.text.vocab_size} embeddings",
+            f"{text.vocab_size} embeddings",
             param="vocab",
         )
+
+
+def build_model(config: LAVTConfig, *, vocab: list[str] | None = None) -> LAVT:
+    """A randomly initialised LAVT for ``config``."""
+    check_vocab(vocab, config.text)
     return LAVT(
         config=config,
         backbone=MultiModalSwin(config),

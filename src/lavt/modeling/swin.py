@@ -22,6 +22,23 @@ from torch.utils.checkpoint import checkpoint
 
 from lavt.modeling.config import LAVTConfig
 from lavt.modeling.fusion import PWAM, LanguageGate
+from lavt.modeling.window import (
+    WindowAttention,
+    cached_region_mask,
+    relative_position_index,
+    shift_mask,
+    window_partition,
+    window_reverse,
+)
+
+__all__ = [
+    "DropPath",
+    "MultiModalSwin",
+    "PatchMerging",
+    "WindowAttention",
+    "relative_position_index",
+    "shift_mask",
+]
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -46,35 +63,6 @@ class DropPath(nn.Module):
         return f"rate={self.rate}"
 
 
-def relative_position_index(window: int) -> torch.Tensor:
-    """(w*w, w*w) index into the (2w-1)^2 bias table for token pairs of a window."""
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
-    ).flatten(1)  # (2, w*w): rows, columns
-    rel = coords[:, :, None] - coords[:, None, :]  # (2, w*w, w*w): dy, dx
-    return (rel[0] + window - 1) * (2 * window - 1) + (rel[1] + window - 1)
-
-
-def shift_mask(
-    height: int, width: int, window: int, shift: int, device: torch.device | None = None
-) -> torch.Tensor:
-    """Additive mask (nW, w*w, w*w) separating the regions a cyclic shift brings together.
-
-    ``height``/``width`` are already padded to multiples of ``window``.
-    """
-    labels = torch.zeros(height, width, device=device)
-    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    region = 0
-    for rows in bounds:
-        for cols in bounds:
-            labels[rows, cols] = region
-            region += 1
-    windows = labels.view(height // window, window, width // window, window)
-    windows = windows.permute(0, 2, 1, 3).reshape(-1, window * window)  # (nW, w*w)
-    diff = windows[:, None, :] - windows[:, :, None]  # (nW, w*w, w*w)
-    return torch.where(diff != 0, -100.0, 0.0)
-
-
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -84,100 +72,6 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside w x w windows with a relative-position bias."""
-
-    def __init__(self, *, dim: int, window: int, num_heads: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.window = window
-        self.num_heads = num_heads
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window - 1) ** 2, num_heads)
-        )
-        self.register_buffer(
-            "relative_position_index", relative_position_index(window), persistent=False
-        )
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self._bias_cache: tuple | None = None
-
-    def position_bias(self) -> torch.Tensor:
-        """(h, w*w, w*w) bias gathered from the table."""
-        n = self.window * self.window
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # (n, n, h) -> (h, n, n)
-
-    def attention_bias(self, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """Relative-position bias plus shift mask: (1, h, n, n) or (1, nW*h, n, n).
-
-        Always 4-D: a 3-D ``attn_mask`` sends SDPA to its unfused math path on the
-        CPU (3x slower per call than the flash kernel in float32 and bf16).
-
-        Without gradients (inference) the sum is cached per mask and weights
-        version, so repeated eager calls with the same shape reuse it. Under
-        ``torch.compile`` it is built in the graph (the compiler folds it): the
-        cache's data-pointer key would break the graph, and filling it would
-        change the guarded module state and recompile.
-        """
-        if mask is None:
-            return self.position_bias().unsqueeze(0).to(dtype)  # (1, h, n, n)
-        table = self.relative_position_bias_table
-        cacheable = not (torch.is_grad_enabled() and table.requires_grad)
-        if torch.compiler.is_compiling():
-            return self._masked_bias(mask, dtype)
-        key = (mask, dtype, table.data_ptr(), table._version)
-        cache = self._bias_cache
-        if cacheable and cache is not None and _same_key(cache[0], key):
-            return cache[1]
-        bias = self._masked_bias(mask, dtype)
-        # a training forward must build its own bias (it carries the graph)
-        self._bias_cache = (key, bias) if cacheable else None
-        return bias
-
-    def _masked_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """mask (nW, n, n) -> position bias + mask, (1, nW*h, n, n) in ``dtype``."""
-        nW, n, _ = mask.shape
-        bias = self.position_bias().unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
-        return bias.reshape(1, nW * self.num_heads, n, n).to(dtype)  # (1, nW*h, n, n)
-
-    def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """windows: (B, nW, n, C) with n = w*w; mask: (nW, n, n) or None -> (B, nW, n, C)."""
-        B, nW, n, C = windows.shape
-        h = self.num_heads
-        qkv = self.qkv(windows).view(B, nW, n, 3, h, C // h)
-        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (B, nW, n, 3, h, C/h) -> (3, B, nW, h, n, C/h)
-        bias = self.attention_bias(mask, qkv.dtype)
-        if mask is None:  # one bias for all windows: windows join the batch axis
-            q, k, v = qkv.reshape(3, B * nW, h, n, C // h).unbind(0)  # each (B*nW, h, n, C/h)
-        else:  # a bias per window: windows join the head axis
-            q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        out = out.reshape(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
-        return self.proj(out.reshape(B, nW, n, C))  # (B, nW, n, C)
-
-
-def _same_key(a: tuple, b: tuple) -> bool:
-    """Cache keys (mask, dtype, data_ptr, version): the same mask object, the rest equal."""
-    return a[0] is b[0] and a[1:] == b[1:]
-
-
-def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, H, W, C) with H, W multiples of ``window`` -> (B, nW, w*w, C), row-major windows."""
-    B, H, W, C = x.shape
-    x = x.view(B, H // window, window, W // window, window, C)
-    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, H/w, W/w, w, w, C)
-    return x.reshape(B, -1, window * window, C)  # (B, nW, w*w, C)
-
-
-def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
-    """(B, nW, w*w, C) -> (B, H, W, C), inverse of :func:`window_partition`."""
-    B, _, _, C = windows.shape
-    x = windows.view(B, height // window, width // window, window, window, C)
-    x = x.permute(0, 1, 3, 2, 4, 5)  # (B, H/w, w, W/w, w, C)
-    return x.reshape(B, height, width, C)
 
 
 class SwinBlock(nn.Module):
@@ -300,15 +194,8 @@ class MultiModalStage(nn.Module):
     def attention_mask(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """Shift mask for an (H, W) map, cached per padded shape and device."""
         w = self.window
-        Hp, Wp = height + (-height) % w, width + (-width) % w
-        if torch.compiler.is_compiling():  # in the graph, no cache (see attention_bias)
-            return shift_mask(Hp, Wp, w, self.shift, device)
-        key = (Hp, Wp, str(device))
-        if key not in self._mask_cache:
-            if len(self._mask_cache) > 32:
-                self._mask_cache.clear()
-            self._mask_cache[key] = shift_mask(Hp, Wp, w, self.shift, device)
-        return self._mask_cache[key]
+        padded = (height + (-height) % w, width + (-width) % w)
+        return cached_region_mask(self._mask_cache, padded, (w, w), (self.shift,) * 2, device)
 
     def forward(
         self, x: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor
@@ -334,7 +221,33 @@ class MultiModalStage(nn.Module):
         return fused.view(B, H, W, C), x  # (B, HW, C) -> (B, H, W, C)
 
 
-class MultiModalSwin(nn.Module):
+def stage_drop_paths(rate: float, depths: tuple[int, ...]) -> list[list[float]]:
+    """Stochastic-depth rates of every block, rising linearly from 0 to ``rate``, per stage."""
+    total = sum(depths)
+    rates = [rate * i / max(total - 1, 1) for i in range(total)]
+    starts = [sum(depths[:s]) for s in range(len(depths))]
+    return [rates[start : start + depth] for start, depth in zip(starts, depths, strict=True)]
+
+
+class StagedBackbone(nn.Module):
+    """What the image and video backbones share: per-stage output norms, Swin's init and
+    gradient checkpointing of the blocks; subclasses build ``patch_embed`` and ``layers``."""
+
+    layers: nn.ModuleList
+
+    def finish(self, stage_dims: list[int]) -> None:
+        """Add ``norm0..norm3`` for the stage widths, then initialise every weight as Swin does."""
+        for s, dim in enumerate(stage_dims):
+            self.add_module(f"norm{s}", nn.LayerNorm(dim))
+        self.apply(init_swin_weights)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute Swin blocks in the backward pass: less memory, more compute."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+
+class MultiModalSwin(StagedBackbone):
     """Swin backbone with language fusion after each stage.
 
     ``forward(image (B,3,H,W), lang (B,D,N), lang_mask (B,N,1))`` returns the
@@ -344,34 +257,23 @@ class MultiModalSwin(nn.Module):
     def __init__(self, config: LAVTConfig) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(patch_size=config.patch_size, embed_dim=config.embed_dim)
-        total = sum(config.depths)
-        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        self.layers = nn.ModuleList()
-        start = 0
-        for s, depth in enumerate(config.depths):
-            self.layers.append(
-                MultiModalStage(
-                    dim=config.stage_dim(s),
-                    depth=depth,
-                    num_heads=config.num_heads[s],
-                    window=config.window_size,
-                    mlp_ratio=config.mlp_ratio,
-                    drop_paths=rates[start : start + depth],
-                    text_dim=config.text.hidden_size,
-                    pwam_heads=config.pwam_heads[s],
-                    fusion_drop=config.fusion_drop,
-                    downsample=s < len(config.depths) - 1,
-                )
+        rates = stage_drop_paths(config.drop_path_rate, config.depths)
+        self.layers = nn.ModuleList(
+            MultiModalStage(
+                dim=config.stage_dim(s),
+                depth=depth,
+                num_heads=config.num_heads[s],
+                window=config.window_size,
+                mlp_ratio=config.mlp_ratio,
+                drop_paths=rates[s],
+                text_dim=config.text.hidden_size,
+                pwam_heads=config.pwam_heads[s],
+                fusion_drop=config.fusion_drop,
+                downsample=s < len(config.depths) - 1,
             )
-            start += depth
-        for s in range(len(config.depths)):
-            self.add_module(f"norm{s}", nn.LayerNorm(config.stage_dim(s)))
-        self.apply(_init_swin_weights)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute Swin blocks in the backward pass: less memory, more compute."""
-        for stage in self.layers:
-            stage.grad_checkpointing = enable
+            for s, depth in enumerate(config.depths)
+        )
+        self.finish([config.stage_dim(s) for s in range(len(config.depths))])
 
     def forward(
         self, image: torch.Tensor, lang: torch.Tensor, lang_mask: torch.Tensor
@@ -385,7 +287,7 @@ class MultiModalSwin(nn.Module):
         return outputs
 
 
-def _init_swin_weights(module: nn.Module) -> None:
+def init_swin_weights(module: nn.Module) -> None:
     """Swin's init: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0), bias tables."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)

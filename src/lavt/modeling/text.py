@@ -69,6 +69,15 @@ def encode_text(
     return encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
 
 
+def encode_language(
+    encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the backbones take: (text (B, N, D), lang (B, D, N), lang_mask (B, N, 1) float)."""
+    text = encode_text(encoder, input_ids, attention_mask)  # (B, N, D)
+    lang = text.transpose(1, 2)  # (B, N, D) -> (B, D, N)
+    return text, lang, attention_mask.unsqueeze(-1).to(lang.dtype)  # mask (B, N) -> (B, N, 1)
+
+
 def _prepared_mask(encoder: nn.Module, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, N) 0/1 -> the (B, 1, 1, N) boolean mask SDPA takes, where transformers uses it as is.
 

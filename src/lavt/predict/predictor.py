@@ -38,7 +38,7 @@ from lavt.assets import default_model_path
 from lavt.data.transforms import image_to_tensor
 from lavt.errors import InputError, LavtError
 from lavt.imageio import load_image, to_rgb
-from lavt.modeling import LAVT
+from lavt.modeling import LAVT, LAVTVideo
 from lavt.modeling.no_target import (
     check_rule,
     decide_no_target,
@@ -110,6 +110,12 @@ class Predictor:
         area_threshold: int = 0,
         dtype: str | torch.dtype | None = None,
     ) -> None:
+        if isinstance(model, LAVTVideo):
+            raise InputError(
+                "checkpoint: a lavt_video (video) model; the predictor takes image models "
+                "(video inference is not implemented yet, docs/video.md)",
+                param="checkpoint",
+            )
         self.device = select_device(device if device is not None else "auto")
         self.img_size = int(img_size or model.config.img_size)
         if self.img_size < 16:
