@@ -55,11 +55,12 @@ def _header(path: str, mtime: float) -> tuple[Any, tuple[str, ...] | None]:
 
 
 def checkpoint_header(source: str | os.PathLike):
-    """(LAVTConfig, vocabulary or None) of a checkpoint (a path or a weights name)."""
+    """(LAVTConfig, vocabulary or None) of a checkpoint (a file, a pretrained folder or a
+    weights name)."""
     from lavt.hub import resolve_weights
 
-    path = resolve_weights(source, param="init_weights")
-    if not path.is_file():
+    path = resolve_weights(source, param="init_weights")  # a file or a pretrained folder
+    if not path.exists():
         raise InputError(f"init_weights {source}: file not found", param="init_weights")
     config, vocab = _header(str(path), path.stat().st_mtime)
     return config, list(vocab) if vocab is not None else None
