@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -135,30 +136,40 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(PYTHONPATH=str(site), OMP_NUM_THREADS="1", LAVT_HOME=str(tmp_path / "home"))
+    # -S: no site processing, so no .pth file of an editable install of this checkout puts
+    # its src/ on the path; the dependencies come from this interpreter's site-packages
+    paths = sysconfig.get_paths()
+    deps = dict.fromkeys([paths["purelib"], paths["platlib"]])
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site), *deps]),
+        OMP_NUM_THREADS="1",
+        LAVT_HOME=str(tmp_path / "home"),
+    )
+    python = (sys.executable, "-S")
 
     def run(*args: str) -> str:
         done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{args}: {done.stderr[-2000:]}"
         return done.stdout
 
-    where = run(sys.executable, "-c", "import lavt, sys; print(lavt.__file__); print(sys.path)")
+    where = run(*python, "-c", "import lavt, sys; print(lavt.__file__); print(sys.path)")
     assert Path(where.splitlines()[0]).resolve().is_relative_to(site.resolve())
     assert str(ROOT / "src") not in where
     # the console script pip wrote, and the version from its one source
-    assert run(str(site / "bin" / "lavt"), "--version").strip() == f"lavt {_source_version()}"
-    assert "predict" in run(sys.executable, "-m", "lavt", "--help")
+    lavt_script = (*python, str(site / "bin" / "lavt"))
+    assert run(*lavt_script, "--version").strip() == f"lavt {_source_version()}"
+    assert "predict" in run(*python, "-m", "lavt", "--help")
 
     image = _synthetic_image(work / "scene.png")
     out = run(
-        str(site / "bin" / "lavt"), "predict", "--image", "scene.png", "--text", "the red circle",
+        *lavt_script, "predict", "--image", "scene.png", "--text", "the red circle",
         "--output", "out", "--device", "cpu",
     )  # fmt: skip
     assert "the red circle" in out
     (line,) = [json.loads(x) for x in (work / "out" / "predictions.jsonl").read_text().splitlines()]
     mask = Path(line["mask"]) if Path(line["mask"]).is_absolute() else work / line["mask"]
     assert mask.is_file()
-    checks = run(sys.executable, "-c", API_AND_SERVE, str(site), str(image), str(mask))
+    checks = run(*python, "-c", API_AND_SERVE, str(site), str(image), str(mask))
     assert "api+serve ok" in checks
 
 
