@@ -74,6 +74,16 @@ def test_flags_in_query_and_form_are_checked(client):
     assert "png" in reply.json()["results"][0]
 
 
+def test_unknown_query_parameter_is_a_422_naming_it(client):
+    """A mistyped flag (?retun_png=true) is refused, not ignored: the schema lists the
+    query parameters, and schemathesis' negative cases send others."""
+    files = {"image": ("a.png", PNG)}
+    reply = client.post("/v1/segment?retun_png=true", files=files, data={"text": "a"})
+    assert error(reply, 422) == "query parameter 'retun_png': unknown (accepted: return_png)"
+    reply = client.post("/v1/segment?return_png=true", files=files, data={"text": "a"})
+    assert reply.status_code == 200 and "png" in reply.json()["results"][0]
+
+
 @pytest.mark.parametrize("count", [17, 40])
 def test_too_many_multipart_texts_same_message_as_json(client, count):
     texts = [f"t{k}" for k in range(count)]

@@ -56,9 +56,20 @@ def parse_flag(value: object, name: str) -> bool:
     raise ApiError(422, f"{name}: {shown} is not a yes/no value (true, false, 1, 0)")
 
 
+#: the query parameters of POST /v1/segment (anything else is a 422)
+QUERY_PARAMETERS = frozenset({"return_png"})
+
+
 async def read_segment_request(request: Request, config: ServeConfig) -> SegmentRequest:
     """Parse the body by its content type; 415 for any other type, 422 for bad fields."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    unknown = sorted(set(request.query_params) - QUERY_PARAMETERS)
+    if unknown:  # a mistyped ?retun_png=true is refused, not ignored (the schema lists them)
+        raise ApiError(
+            422,
+            f"query parameter {unknown[0][:40]!r}: unknown (accepted: "
+            f"{', '.join(sorted(QUERY_PARAMETERS))})",
+        )
     query = request.query_params.get("return_png")
     query_png = False if query is None else parse_flag(query, "return_png")
     if content_type == "multipart/form-data":
