@@ -8,9 +8,11 @@ ints, floats, strings, lists), never a pickled object (nanoGPT's
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from lavt.errors import ConfigError
+
+_C = TypeVar("_C")
 
 VARIANTS = ("lavt", "lavt_one")
 
@@ -39,8 +41,31 @@ class TextEncoderConfig:
             )
 
 
+class _ArchitectureMethods:
+    """What the image and the video architecture configs share (both frozen dataclasses
+    with ``embed_dim`` doubling per stage)."""
+
+    embed_dim: int
+
+    def stage_dim(self, stage: int) -> int:
+        """Channels C_s of stage ``stage``."""
+        return self.embed_dim * 2**stage
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that :meth:`from_dict` reverses."""
+        return _plain_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[_C], data: dict[str, Any]) -> _C:
+        """Rebuild from :meth:`to_dict`; unknown keys are an error."""
+        return _from_dict(cls, data)
+
+    def replace(self: _C, **changes: Any) -> _C:
+        return replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class LAVTConfig:
+class LAVTConfig(_ArchitectureMethods):
     """Architecture of a LAVT model (docs/model.md, "Architecture in numbers").
 
     ``variant`` only says how the released checkpoints store the BERT
@@ -75,25 +100,9 @@ class LAVTConfig:
                 f"window_size {self.window_size}: must be positive", param="window_size"
             )
 
-    def stage_dim(self, stage: int) -> int:
-        """Channels C_s of stage ``stage``."""
-        return self.embed_dim * 2**stage
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, not tuples) that :meth:`from_dict` reverses."""
-        return _plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LAVTConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are an error."""
-        return _from_dict(cls, data)
-
-    def replace(self, **changes: Any) -> LAVTConfig:
-        return replace(self, **changes)
-
 
 @dataclass(frozen=True)
-class LAVTVideoConfig:
+class LAVTVideoConfig(_ArchitectureMethods):
     """Architecture of the authors' video model ``lavt_video`` (LAVT-RS; docs/video.md).
 
     A Video Swin backbone (temporal patch 1, windows ``window_size`` = (d, h, w))
@@ -140,22 +149,6 @@ class LAVTVideoConfig:
                 raise ConfigError(
                     f"{name} {list(getattr(self, name))}: kernel sizes must be odd", param=name
                 )
-
-    def stage_dim(self, stage: int) -> int:
-        """Channels C_s of stage ``stage``."""
-        return self.embed_dim * 2**stage
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, not tuples) that :meth:`from_dict` reverses."""
-        return _plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LAVTVideoConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are an error."""
-        return _from_dict(cls, data)
-
-    def replace(self, **changes: Any) -> LAVTVideoConfig:
-        return replace(self, **changes)
 
 
 AnyConfig = LAVTConfig | LAVTVideoConfig
