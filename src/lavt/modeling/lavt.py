@@ -208,19 +208,29 @@ class LAVT(nn.Module):
         ``logits`` (B, 2, h, w) (background, object) -> (B, H, W) float32 for
         ``size = (H, W)``: ``> 0`` is the mask (the same pixels as
         ``argmax(1) == 1``) and ``.sigmoid()`` the probability of "referred
-        object" (the softmax of the two logits). The difference of the two
-        logits is resized bilinearly (``align_corners=False``), which equals
-        resizing both (the resize is linear) at half the memory. Every caller
+        object" (the softmax of the two logits). Resized bilinearly with
+        ``align_corners=False`` (:func:`foreground_logodds`). Every caller
         (predictor, evaluator, worst-K overlays) goes through here, like SAM's
         ``postprocess_masks``. Call it with a few rows at a time for large images:
         the output is B x H x W floats.
         """
-        foreground = (logits[:, 1:2] - logits[:, 0:1]).float()  # (B, 2, h, w) -> (B, 1, h, w)
-        if tuple(foreground.shape[-2:]) != tuple(size):
-            foreground = F.interpolate(
-                foreground, size=tuple(size), mode="bilinear", align_corners=False
-            )  # (B, 1, H, W)
-        return foreground[:, 0]  # (B, 1, H, W) -> (B, H, W)
+        return foreground_logodds(logits, size, align_corners=False)
+
+
+def foreground_logodds(
+    logits: torch.Tensor, size: tuple[int, int], *, align_corners: bool
+) -> torch.Tensor:
+    """(B, 2, h, w) background/object logits -> (B, H, W) float32 object log-odds at ``size``.
+
+    The difference of the two logits is resized bilinearly, which equals resizing
+    both (the resize is linear) at half the memory; ``> 0`` is ``argmax(1) == 1``.
+    """
+    foreground = (logits[:, 1:2] - logits[:, 0:1]).float()  # (B, 2, h, w) -> (B, 1, h, w)
+    if tuple(foreground.shape[-2:]) != tuple(size):
+        foreground = F.interpolate(
+            foreground, size=tuple(size), mode="bilinear", align_corners=align_corners
+        )  # (B, 1, H, W)
+    return foreground[:, 0]  # (B, 1, H, W) -> (B, H, W)
 
 
 def check_vocab(vocab: list[str] | None, text: TextEncoderConfig) -> None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from lavt.modeling.config import LAVTVideoConfig
 from lavt.modeling.decoder import SimpleDecoder
-from lavt.modeling.lavt import LAVT, check_vocab
+from lavt.modeling.lavt import check_vocab, foreground_logodds
 from lavt.modeling.text import build_text_encoder, encode_language
 from lavt.modeling.video_swin import MultiModalVideoSwin
 
@@ -25,8 +25,6 @@ class LAVTVideo(nn.Module):
     does; ``vocab`` is the tokenizer vocabulary a checkpoint carries (``None``:
     the bundled bert-base-uncased one).
     """
-
-    postprocess = staticmethod(LAVT.postprocess)  # per frame: (B*T, 2, h, w) -> (B*T, H, W)
 
     def __init__(
         self,
@@ -76,6 +74,16 @@ class LAVTVideo(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.backbone.set_grad_checkpointing(enable)
+
+    @staticmethod
+    def postprocess(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Frames' logits at the model's size -> object log-odds at the frames' size.
+
+        ``logits`` (F, 2, h, w) -> (F, H, W) float32, ``> 0`` the mask. Bilinear
+        with ``align_corners=True``: the LAVT-RS video protocol (``test_ytvos.py``
+        resizes the logits so, then takes the argmax), not the image model's.
+        """
+        return foreground_logodds(logits, size, align_corners=True)
 
 
 def build_video_model(config: LAVTVideoConfig, *, vocab: list[str] | None = None) -> LAVTVideo:
