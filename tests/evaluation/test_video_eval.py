@@ -252,3 +252,16 @@ def test_two_processes_match_one(data, tmp_path):
     first, second = _zip_masks(one / "submission.zip"), _zip_masks(two / "submission.zip")
     assert set(first) == set(second)
     assert all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_a_failure_leaves_no_half_written_submission(data, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(data["valid"], root)
+    broken = root / "valid" / "JPEGImages" / "vid_b" / "00005.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated: found only when decoded
+    out = tmp_path / "out"
+    args = ["evaluate", "--video-protocol", "ytvos", "--checkpoint", str(data["video"])]
+    assert main([*args, "--data-root", str(root), "--output", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken) in err
+    assert not out.exists() or not any(out.iterdir())

@@ -20,6 +20,7 @@ per-expression records gathered: the same numbers as one process::
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,15 +162,20 @@ def evaluate_video_split(
         from tqdm import tqdm
 
         videos = tqdm(videos, desc="evaluate", unit="video", leave=False, disable=None)
-    for name, expressions in videos:
-        rows = _evaluate_video(
-            model, split.videos[name], expressions, settings,
-            tokenizer=tokenizer, img_size=img_size, device=device, staging=staging,
-        )  # fmt: skip
-        for row in rows:
-            if "J" in row:
-                metrics.add_scores(row["J"], row["F"])
-        records += rows
+    try:
+        for name, expressions in videos:
+            rows = _evaluate_video(
+                model, split.videos[name], expressions, settings,
+                tokenizer=tokenizer, img_size=img_size, device=device, staging=staging,
+            )  # fmt: skip
+            for row in rows:
+                if "J" in row:
+                    metrics.add_scores(row["J"], row["F"])
+            records += rows
+    except BaseException:
+        if staging is not None and dist.is_main:  # no half-written submission left behind
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     metrics = metrics.all_reduce(device)
     records = sorted(gather_records(records, key=record_order), key=record_order)
     summary: dict[str, Any] = dict(metrics.summary()) if split.has_masks else {}
