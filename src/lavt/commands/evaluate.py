@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=Path("eval_output"),
-        help="folder for metrics.md, metrics.json, <split>.jsonl, worst_<split>/ "
+        help="folder for metrics.md, metrics.json, <split>.jsonl, worst_<split>/ (video: "
+        "Annotations/, submission.zip) "
         "(default: %(default)s)",
     )
     parser.add_argument(
