@@ -33,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("lavt.commands.convert", "export a checkpoint to .safetensors"),
     "evaluate": (
         "lavt.commands.evaluate",
-        "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol) or gRefCOCO (GRES metrics)",
+        "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol), gRefCOCO (GRES metrics) or "
+        "Refer-YouTube-VOS / Ref-DAVIS17 / A2D-Sentences (--video-protocol)",
     ),
     "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
     "data": (

@@ -1,5 +1,6 @@
 """``lavt evaluate``: the published test protocol on RefCOCO/RefCOCO+/G-Ref layouts,
-and the GRES metrics on gRefCOCO (``--dataset grefcoco``, docs/gres.md).
+the GRES metrics on gRefCOCO (``--dataset grefcoco``, docs/gres.md), and the
+referring-video protocols (``--video-protocol``, :mod:`lavt.commands.evaluate_video`).
 
 Several GPUs (results identical to one process)::
 
@@ -12,6 +13,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from lavt.commands.evaluate_video import add_video_arguments, run_video
 from lavt.commands.shared_flags import (
     CHECKPOINT_SOURCES,
     add_dtype_flag,
@@ -46,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_split_by_flag(parser)
     parser.add_argument(
         "--split",
-        default="val",
-        help="comma-separated, e.g. val,testA,testB (default: %(default)s)",
+        default=None,
+        help="comma-separated, e.g. val,testA,testB (default: val; with --video-protocol: "
+        "valid for ytvos and davis, val in the raw DAVIS layout, test for a2d)",
     )
     add_img_size_flag(parser)
     parser.add_argument(
@@ -56,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="batch_size",
         type=int,
         default=8,
-        help="objects per batch, with all their expressions (default: %(default)s)",
+        help="objects per batch, with all their expressions; video protocols: expressions "
+        "(image model: frame-expression pairs) per forward (default: %(default)s)",
     )
     parser.add_argument(
         "--resolution",
@@ -69,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=Path("eval_output"),
-        help="folder for metrics.md, metrics.json, <split>.jsonl, worst_<split>/ "
+        help="folder for metrics.md, metrics.json, <split>.jsonl, worst_<split>/ (video: "
+        "Annotations/, submission.zip) "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -109,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="give each object another object's expressions (language check)",
     )
     add_no_target_flags(parser, applies_to="grefcoco: ")
+    add_video_arguments(parser)
     parser.set_defaults(_flags={"split_by": "--splitBy"})
 
 
@@ -123,7 +129,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise InputError(f"img_size {args.img_size}: must be at least 16", param="img_size")
     if args.save_worst < 0:
         raise InputError(f"save_worst {args.save_worst}: must be >= 0", param="save_worst")
-    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    splits = [s.strip() for s in (args.split or "val").split(",") if s.strip()]
     if not splits:
         raise InputError("split: no split given", param="split")
     return splits
@@ -137,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
     from lavt.precision import check_dtype, prepare_for_inference
     from lavt.runtime import cleanup_distributed, init_distributed
 
+    if args.video_protocol is not None:
+        return run_video(args)
     splits = _check_args(args)
     check_dtype(args.dtype, runtime=args.runtime)  # fails before the data is read
     check_output_dir(args.output)

@@ -7,6 +7,9 @@
   training-time validation and the benchmark;
 - :class:`SegmentationMetrics`, :func:`format_table` (``metrics.py``);
 - J, F and J&F of the DAVIS 2017 evaluation, :class:`VideoMetrics` (``video_metrics.py``);
+- the referring-video protocols behind ``lavt evaluate --video-protocol``: Refer-YouTube-VOS
+  and Ref-DAVIS17 (``video_eval.py``, the submission zip ``submission.py``), A2D-Sentences
+  (``a2d_eval.py``);
 - overlays for people (``overlays.py``) and the worst-K overlays (``worst.py``).
 """
 

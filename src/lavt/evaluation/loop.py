@@ -13,7 +13,7 @@ gets ``pred_nt`` from the model's no-target head or from the mask-area rule
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,9 +281,16 @@ def _records(batch, inter, union, iou) -> list[dict[str, Any]]:
 
 def _gather(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every process's records on every process, in (ref_id, sent_id) order."""
+    return gather_records(records, key=lambda r: (r["ref_id"], r["sent_id"]))
+
+
+def gather_records(
+    records: list[dict[str, Any]], *, key: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """Every process's records on every process, sorted by ``key`` (as given when alone)."""
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return records
     parts: list[Any] = [None] * torch_dist.get_world_size()
     torch_dist.all_gather_object(parts, records)
     merged = [r for part in parts for r in part]
-    return sorted(merged, key=lambda r: (r["ref_id"], r["sent_id"]))
+    return sorted(merged, key=key)

@@ -155,6 +155,10 @@ class VideoMetrics:
         """Add one object's (T, H, W) masks; returns its J and F (means over the frames)."""
         j = float(region_similarity(pred, gt, void).mean())
         f = float(boundary_f_measure(pred, gt, void, bound_th).mean())
+        return self.add_scores(j, f)
+
+    def add_scores(self, j: float, f: float) -> tuple[float, float]:
+        """Add one object's J and F (means over its frames, computed frame by frame)."""
         self.num_objects += 1
         self.j_sum += round(j * IOU_SCALE)
         self.f_sum += round(f * IOU_SCALE)
