@@ -35,7 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lavt.commands.evaluate",
         "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol) or gRefCOCO (GRES metrics)",
     ),
-    "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
+    "synth": (
+        "lavt.commands.synth",
+        "write a synthetic dataset in the refer layout (--video: moving shapes, Refer-YouTube-VOS)",
+    ),
     "data": (
         "lavt.commands.data",
         "import JSONL/COCO/LabelMe annotations as a dataset, or check a dataset",
