@@ -36,7 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate on RefCOCO/RefCOCO+/G-Ref (published protocol), gRefCOCO (GRES metrics) or "
         "Refer-YouTube-VOS / Ref-DAVIS17 / A2D-Sentences (--video-protocol)",
     ),
-    "synth": ("lavt.commands.synth", "write a synthetic dataset in the refer layout"),
+    "synth": (
+        "lavt.commands.synth",
+        "write a synthetic dataset in the refer layout (--video: moving shapes, Refer-YouTube-VOS)",
+    ),
     "data": (
         "lavt.commands.data",
         "import JSONL/COCO/LabelMe annotations as a dataset, or check a dataset",

@@ -126,3 +126,20 @@ def save_png_atomic(
     """Write a PNG atomically (a temporary file, then ``os.replace``), respecting the umask."""
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG", compress_level=compress_level)
+
+
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS and Refer-YouTube-VOS index PNGs (flat R, G, B).
+
+    Index 0 black, 1 (128, 0, 0), 2 (0, 128, 0), 3 (128, 128, 0), ...: the PASCAL VOC
+    colour map, each index's bits spread over the channels from the high bit down.
+    """
+    flat = []
+    for index in range(256):
+        rgb, code = [0, 0, 0], index
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((code >> channel) & 1) << (7 - bit)
+            code >>= 3
+        flat.extend(rgb)
+    return flat

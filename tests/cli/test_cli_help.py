@@ -29,6 +29,7 @@ SWITCHES = {
     "--generalized",
     "--own-data",
     "--link",
+    "--video",
 }
 # required, or "unset" means something
 NO_DEFAULT = {"--output", "--threads", "--json", "--name", "--dataset"}

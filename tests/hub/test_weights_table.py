@@ -36,7 +36,9 @@ BAD_TABLES = [
     ([{"name": "x", "url": URL, "filename": "../w.pth"}], "entry #0 (x): field filename"),
     ([{"name": "x", "url": URL, "variant": None}], "entry #0 (x): field variant"),
     ([{"name": "x", "url": URL, "table": "t"}], "entry #0 (x): unknown field table"),
-    ([{"name": "x"}], "entry #0 (x): needs one of the fields url, gdrive_id, hf_repo"),
+    ([{"name": "x"}], "entry #0 (x): needs one of the fields url, gdrive_id, hf_repo, page"),
+    ([{"name": "x", "url": URL, "task": "audio"}], "entry #0 (x): field task"),
+    ([{"name": "x", "page": "cloud.tsinghua.edu.cn/d/1"}], "entry #0 (x): field page"),
 ]
 
 

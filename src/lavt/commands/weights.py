@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="the released weights and their published results")
     listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    listing.add_argument(
+        "--task", choices=("image", "video"), default=None, help="only weights for this task"
+    )
     fetch = sub.add_parser("fetch", help="download into the cache ahead of time")
     fetch.add_argument("sources", nargs="+", metavar="NAME|URL", help="names, URLs or hf://")
     fetch.add_argument(
@@ -81,25 +84,33 @@ def _add_push(sub) -> None:
 
 
 def _results(results: dict[str, float]) -> str:
-    return " / ".join(f"{split} {value:.2f}" for split, value in results.items()) or "n/a"
+    from lavt.hub.video_weights import format_figure
+
+    return " / ".join(format_figure(key, value) for key, value in results.items()) or "n/a"
 
 
-def _list(as_json: bool) -> int:
+def _list(as_json: bool, task: str | None = None) -> int:
     from lavt.assets import BUNDLED_MODELS
     from lavt.hub.registry import all_entries
     from lavt.hub.resolve import entry_path
 
     rows = []
     for entry in all_entries():
+        if task is not None and entry.task != task:
+            continue
         cached = entry.kind != "text" and entry_path(entry).exists()
+        image = entry.task == "image"
         rows.append(
             {
                 "name": entry.name,
+                "task": entry.task,
                 "variant": entry.variant,
                 "data": entry.data,
                 "source": entry.source,
-                "overall_iou": entry.results or None,
+                "download": "by hand" if entry.manual else "automatic",
+                "overall_iou": (entry.results or None) if image else None,
                 "mean_iou": None,
+                "published": entry.results or None,
                 "cached": cached,
             }
         )
@@ -107,15 +118,21 @@ def _list(as_json: bool) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    width = max(len(r["name"]) for r in rows)
+    width = max((len(r["name"]) for r in rows), default=0)
     for row in rows:
         mark = "*" if row["cached"] else " "
         print(f"{mark} {row['name']:<{width}}  {row['variant']}; trained on {row['data']}")
-        print(f"  {'':<{width}}  overall IoU: {_results(row['overall_iou'] or {})}")
-        print(f"  {'':<{width}}  {row['source']}")
+        if row["task"] == "video":
+            print(f"  {'':<{width}}  video; published: {_results(row['published'] or {})}")
+        else:
+            print(f"  {'':<{width}}  overall IoU: {_results(row['overall_iou'] or {})}")
+        by_hand = " (download by hand: lavt weights fetch NAME says where to put it)"
+        print(f"  {'':<{width}}  {row['source']}{by_hand if row['download'] == 'by hand' else ''}")
     print(
         "\n* = in the cache. Overall IoU (%) as published in the LAVT README; "
-        "mean IoU: n/a. bert-base-uncased loads through the transformers cache."
+        "mean IoU: n/a. bert-base-uncased loads through the transformers cache. "
+        "Video (lavt_video): Refer-YouTube-VOS J&F / J / F and A2D-Sentences oIoU / mIoU "
+        "as published in the LAVT-RS README, per Video Swin backbone."
     )
     print(f"Bundled in the package (never downloaded): {', '.join(BUNDLED_MODELS)}.")
     return 0
@@ -231,7 +248,7 @@ def _card_info(source: str, repo_id: str, metrics: str | None, dataset: str | No
 
     entry = find_entry(source)
     published = {}
-    if entry is not None and entry.kind == "lavt":
+    if entry is not None and entry.kind == "lavt" and entry.task == "image":
         dataset = dataset or entry.name.split("-", 1)[1]
         published = dict(entry.results)
     elif source in ("synthetic", "synthetic-generalized"):
@@ -265,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "push":
         return _push(args)
     if args.action == "list":
-        return _list(args.json)
+        return _list(args.json, args.task)
     if args.action == "fetch":
         return _fetch(args.sources, args.safetensors)
     if args.action == "path":

@@ -2,7 +2,9 @@
 
 Figures are the overall IoU (%) published in the LAVT README (Yang et al.,
 CVPR 2022, and its repository); mean IoU is not in this table. Checksums are
-recorded at the first download (the upstream releases publish none).
+recorded at the first download (the upstream releases publish none). The video
+checkpoints of LAVT-RS (:mod:`lavt.hub.video_weights`) carry that README's J&F /
+oIoU figures and are downloaded by hand (``page``: a folder, no direct link).
 
 Extra entries (a mirror, a private model, a test server) come from a JSON file
 named by ``LAVT_WEIGHTS_TABLE``: a list of objects with the fields of
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 
 from lavt.errors import InputError
 from lavt.hub.cache import PUBLISHED
+from lavt.hub.video_weights import video_rows
 
 SWIN_RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
 LAVT_HOMEPAGE = "https://github.com/yz93/LAVT-RIS"
@@ -28,7 +31,8 @@ LAVT_HOMEPAGE = "https://github.com/yz93/LAVT-RIS"
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """One downloadable file (or, for ``kind="text"``, a Hugging Face model)."""
+    """One downloadable file (or, for ``kind="text"``, a Hugging Face model), or with
+    only ``page`` (or no source at all) a file downloaded by hand and put in the cache."""
 
     name: str
     kind: str  # "lavt" (a LAVT checkpoint), "swin" (ImageNet backbone), "text" (BERT)
@@ -39,8 +43,11 @@ class WeightsEntry:
     gdrive_id: str | None = None
     hf_repo: str | None = None
     sha256: str | None = None
-    results: dict[str, float] = field(default_factory=dict)  # split -> overall IoU (%)
+    #: image: split -> overall IoU (%); video: metric ("J&F", "oIoU", ...) -> value
+    results: dict[str, float] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    task: str = "image"  # "image" or "video": what the checkpoint segments
+    page: str | None = None  # a page to download the file from by hand (no direct link)
     #: the LAVT_WEIGHTS_TABLE file the entry comes from (None: built in); not a table field
     table: str | None = field(default=None, compare=False)
 
@@ -52,13 +59,20 @@ class WeightsEntry:
         return PUBLISHED
 
     @property
+    def manual(self) -> bool:
+        """No direct download: the file is fetched by hand (from ``page``, if any)."""
+        return not (self.url or self.gdrive_id or self.hf_repo)
+
+    @property
     def source(self) -> str:
         """Where the file comes from, as shown to people."""
         if self.gdrive_id:
             return f"https://drive.google.com/file/d/{self.gdrive_id}/view"
         if self.url:
             return self.url
-        return f"https://huggingface.co/{self.hf_repo}"
+        if self.hf_repo:
+            return f"https://huggingface.co/{self.hf_repo}"
+        return self.page or "no download link published"
 
     @property
     def publisher(self) -> str:
@@ -66,7 +80,9 @@ class WeightsEntry:
             return "Google Drive (LAVT README)"
         if self.hf_repo:
             return "Hugging Face hub"
-        return self.url.split("/")[2] if self.url else "?"
+        if self.url:
+            return self.url.split("/")[2]
+        return urlsplit(self.page).netloc + " (by hand)" if self.page else "?"
 
 
 _DATASETS = {
@@ -142,6 +158,10 @@ def _released_entries() -> list[WeightsEntry]:
                 aliases=(stem, f"{stem}.pth"),
             )
         )
+    for row in video_rows():
+        entries.append(
+            WeightsEntry(kind="lavt", task="video", filename=f"{row['name']}.pth", **row)
+        )
     entries.append(
         WeightsEntry(
             name="bert-base-uncased",
@@ -156,7 +176,8 @@ def _released_entries() -> list[WeightsEntry]:
 
 
 KINDS = ("lavt", "swin", "text")
-_SOURCES = ("url", "gdrive_id", "hf_repo")
+TASKS = ("image", "video")
+_SOURCES = ("url", "gdrive_id", "hf_repo", "page")
 
 
 def _text(value: object) -> str | None:
@@ -169,6 +190,10 @@ def _optional_text(value: object) -> str | None:
 
 def _check_kind(value: object) -> str | None:
     return None if value in KINDS else f"one of {', '.join(KINDS)}"
+
+
+def _check_task(value: object) -> str | None:
+    return None if value in TASKS else f"one of {', '.join(TASKS)}"
 
 
 def _check_filename(value: object) -> str | None:
@@ -193,7 +218,7 @@ def _check_results(value: object) -> str | None:
         isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 100
         for v in value.values()
     )
-    return None if ok else "an object of split -> overall IoU (a number from 0 to 100)"
+    return None if ok else "an object of split or metric -> a number from 0 to 100"
 
 
 def _check_aliases(value: object) -> str | None:
@@ -214,6 +239,8 @@ FIELD_CHECKS = {
     "sha256": _check_sha256,
     "results": _check_results,
     "aliases": _check_aliases,
+    "task": _check_task,
+    "page": _check_url,
 }
 
 

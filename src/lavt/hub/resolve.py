@@ -94,6 +94,8 @@ def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
     copy = cache.safetensors_copy_path(dest)
     if copy != dest and copy.exists():
         return cache.check_cached(copy, expected=None, source=f"converted from {dest}", label=label)
+    if entry.manual:
+        return _placed_by_hand(entry, dest, label)
     return _fetch(
         dest,
         url=entry.url,
@@ -102,6 +104,31 @@ def fetch_entry(entry: WeightsEntry, *, label: str | None = None) -> Path:
         expected=entry.sha256,
         label=label,
         expected_from=entry.checksum_origin,
+    )
+
+
+def _placed_by_hand(entry: WeightsEntry, dest: Path, label: str) -> Path:
+    """A file with no direct download: the copy placed at ``dest`` (checksummed), else one
+    line saying where to get it and where to put it."""
+    if dest.exists():
+        try:
+            return cache.check_cached(
+                dest,
+                expected=entry.sha256,
+                source=entry.source,
+                label=label,
+                expected_from=entry.checksum_origin,
+            )
+        except cache.CorruptDownload as err:  # changed since its sha256 was recorded
+            raise CheckpointError(f"{err.finding}; removed it, put a good copy there") from None
+    if entry.page:
+        raise CheckpointError(
+            f"{label}: no direct download ({entry.variant}); download it by hand from "
+            f"{entry.page} and put it at {dest}"
+        )
+    raise CheckpointError(
+        f"{label}: no download link published for it ({entry.variant}); a copy put at "
+        f"{dest} is used"
     )
 
 
@@ -166,6 +193,8 @@ def _resolve(source: str | os.PathLike, text: str, param: str) -> Path:
         wanted = _EXPECTED_KIND.get(param)
         if wanted and entry.kind != wanted:
             raise CheckpointError(f"{label}: {_KIND_NAMES[entry.kind]}, not {_KIND_NAMES[wanted]}")
+        if param == "init_weights" and entry.task == "video":
+            raise CheckpointError(f"{label}: a video checkpoint; lavt trains image models only")
         return fetch_entry(entry, label=label)
     if os.sep not in text and "/" not in text and close_names(text):
         raise unknown_source(label, text)

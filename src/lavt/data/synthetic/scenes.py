@@ -101,18 +101,26 @@ def _background(rng: random.Random, width: int, height: int) -> Image.Image:
 
 
 def _sample_scene(
-    rng: random.Random, width: int, height: int, need: str | None
+    rng: random.Random,
+    width: int,
+    height: int,
+    need: str | None,
+    *,
+    count: tuple[int, int] = (3, 5),
+    kinds: tuple[int, int] = (2, 3),
+    param: str = "image_size",
 ) -> list[SceneObject]:
-    """3-5 objects, unique (colour, shape) pairs, repeated colours and shapes."""
+    """``count`` (3-5) objects, unique (colour, shape) pairs out of ``kinds`` (2-3) shapes
+    and colours, so colours and shapes repeat; ``param`` is named when none fit."""
     side = min(width, height)
     for _ in range(200):
-        count = rng.randint(3, 5)
-        shapes = rng.sample(SHAPES, rng.randint(2, 3))
-        colours = rng.sample(list(COLOURS), rng.randint(2, 3))
+        count_ = rng.randint(*count)
+        shapes = rng.sample(SHAPES, rng.randint(*kinds))
+        colours = rng.sample(list(COLOURS), rng.randint(*kinds))
         pairs = [(s, c) for s in shapes for c in colours]
-        if len(pairs) < count:
+        if len(pairs) < count_:
             continue
-        chosen = rng.sample(pairs, count)
+        chosen = rng.sample(pairs, count_)
         if need == "circle" and not any(s == "circle" for s, _ in chosen):
             continue
         if need == "other" and all(s == "circle" for s, _ in chosen):
@@ -121,8 +129,8 @@ def _sample_scene(
         if objects is not None:
             return objects
     raise InputError(
-        f"image_size {(width, height)}: could not place the objects; use a larger size",
-        param="image_size",
+        f"{param} {(width, height)}: could not place the objects; use a larger size",
+        param=param,
     )
 
 
