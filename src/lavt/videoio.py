@@ -179,14 +179,15 @@ def _open_folder(path: Path) -> Video:
         if stem in stems:
             raise InputError(f"{path}: two frames named {stem} ({stems[stem]}, {name})")
         stems[stem] = name
-    size = check_image(path / names[0])
-    for name in names[1:]:  # headers only: a folder is checked before anything is decoded
+    stored = check_image(path / names[0])
+    for name in names[1:]:  # headers only: a folder is checked before anything else is decoded
         other = check_image(path / name)
-        if other != size:
+        if other != stored:
             raise InputError(
-                f"{path / name}: {other[0]}x{other[1]}, the first frame {size[0]}x{size[1]} "
+                f"{path / name}: {other[0]}x{other[1]}, the first frame {stored[0]}x{stored[1]} "
                 "(frames must share one size)"
             )
+    size = load_image(path / names[0]).size  # as decoded: EXIF orientation applied
     return Video(path, size=size, fps=None, num_frames=len(names), names=names)
 
 

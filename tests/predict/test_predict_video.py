@@ -126,6 +126,15 @@ def test_reading_a_file_and_a_folder(clips, tmp_path):
     names = ["f10.png", "f9.png", "F2.jpg"]
     assert sorted(names, key=natural_key) == ["F2.jpg", "f9.png", "f10.png"]
     assert [f.name for f in listed][9] == "f9.png"
+    turned = tmp_path / "turned"  # JPEGs stored 64x48 with an EXIF orientation of 90 degrees
+    turned.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for t, rgb in enumerate(disc_frames(3)):
+        Image.fromarray(rgb).save(turned / f"{t}.jpg", exif=exif)
+    video = open_video(turned)
+    assert (video.width, video.height) == (48, 64)
+    assert [f.image.size for f in video] == [(48, 64)] * 3
 
 
 def test_file_and_folder_give_the_same_masks_as_the_core(clips, tiny_video):
@@ -212,6 +221,12 @@ def test_predict_refuses_a_video_model_in_one_line(tiny_video, tiny_checkpoint, 
     assert main([*args, "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "lavt_video" in err and "--video" in err and err.count("\n") == 1
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "image": "x.png", "text": "a"}) + "\n")
+    args = ["predict", "--checkpoint", str(tiny_checkpoint), "--manifest", str(manifest)]
+    assert main([*args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "lavt_video" in err and err.count("\n") == 1
     assert not out.exists()
 
 

@@ -41,7 +41,8 @@ from lavt.evaluation.outputs import check_output_dir
 from lavt.evaluation.overlays import render_frame
 from lavt.predict.batch import text_name
 from lavt.predict.encode import encode_prediction
-from lavt.predict.predictor import FramePrediction, Predictor
+from lavt.predict.predictor import Predictor
+from lavt.predict.results import FramePrediction
 from lavt.predict.video import DEFAULT_CLIP_LENGTH
 from lavt.videoio import Video, write_video
 
