@@ -33,14 +33,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from lavt.errors import InputError
 from lavt.evaluation.outputs import check_output_dir
 from lavt.evaluation.overlays import render_frame
 from lavt.predict.batch import text_name
-from lavt.predict.encode import encode_prediction
+from lavt.predict.encode import encode_prediction, mask_png
 from lavt.predict.predictor import Predictor
 from lavt.predict.results import FramePrediction
 from lavt.predict.video import DEFAULT_CLIP_LENGTH
@@ -52,6 +49,7 @@ JSONL, MASKS, OVERLAY = "predictions.jsonl", "masks", "overlay.mp4"
 #: the overlay's frame rate for a folder of frames, which has none: Refer-YouTube-VOS
 #: folders hold every 5th frame of a 30 fps video
 FOLDER_FPS = 6.0
+PROGRESS_EVERY = 500  # frames between progress lines on the log
 
 
 @dataclass
@@ -159,13 +157,14 @@ def _write(
                 if save_png:
                     record["mask"] = f"{folders[k]}/{frame_stem(result)}.png"
                     (stage / folders[k]).mkdir(parents=True, exist_ok=True)
-                    picture = Image.fromarray(prediction.mask.view(np.uint8) * np.uint8(255), "L")
-                    picture.save(stage / record["mask"], format="PNG", compress_level=3)
+                    (stage / record["mask"]).write_bytes(mask_png(prediction.mask))
                 lines.write(json.dumps(record) + "\n")
             if add_frame is not None:
                 masks = [p.mask for p in result.predictions]  # (H, W) bool each
                 add_frame(render_frame(result.frame.image, masks, texts))
             frames += 1
+            if frames % PROGRESS_EVERY == 0:
+                log.info("%d frames done", frames)
         lines.flush()
         os.fsync(lines.fileno())
     return VideoSummary(frames=frames, expressions=len(texts))
