@@ -170,7 +170,16 @@ def test_clip_length_is_honoured(clips, tiny_video):
 
 
 def test_an_image_model_runs_frame_by_frame(clips):
-    predictor = lavt.Predictor.from_checkpoint(device="cpu")
+    predictor = lavt.Predictor.from_checkpoint(device="cpu", chunk_size=4)
+    pulled = []
+
+    def frames():
+        for t, rgb in enumerate(decode(clips[0])):
+            pulled.append(t)
+            yield rgb
+
+    ahead = [len(pulled) - r.index for r in predictor.predict_video(frames(), TEXTS, clip_length=0)]
+    assert max(ahead) == 4  # clip_length 0: chunk_size frames decoded ahead, not the whole video
     results = list(predictor.predict_video(clips[1], TEXTS))
     for result in results[::3]:
         single = predictor.predict(result.frame.image, TEXTS)

@@ -121,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="frames a lavt_video model sees at once (consecutive clips); 0: the whole "
         "video as one clip, the LAVT-RS protocol, memory growing with the video; an image "
-        "model sees one frame at a time (default: %(default)s)",
+        "model sees one frame at a time whatever N (default: %(default)s)",
     )
     video.add_argument(
         "--overlay-video",

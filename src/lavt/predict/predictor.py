@@ -235,10 +235,11 @@ class Predictor:
         checked now, decoded while iterating), an opened :class:`Video`, or an
         iterable of images. A ``lavt_video`` model sees ``clip_length`` consecutive
         frames at a time (0: the whole video as one clip, the LAVT-RS protocol,
-        memory growing with the video); an image model sees one frame at a time.
-        At most ``clip_length`` decoded frames are held. ``found`` is "the mask is
-        not empty" (neither a no-target head nor an area threshold applies to
-        video). Each result keeps its frame's image: drop the results you keep.
+        memory growing with the video); an image model sees one frame at a time
+        (``clip_length`` frames decoded ahead; 0: ``chunk_size``). At most that many
+        decoded frames are held. ``found`` is "the mask is not empty" (neither a
+        no-target head nor an area threshold applies to video). Each result holds
+        its frame's image: keep only the masks if you keep many results.
         """
         texts = self._texts(texts)
         clip_spans(0, clip_length)  # a negative length is refused now
@@ -271,6 +272,8 @@ class Predictor:
                 pending.append(frame)
                 yield frame.image
 
+        if not self.is_video:  # frame by frame whatever the grouping: never the whole video
+            clip_length = clip_length or self.chunk_size
         outputs = segment_frames(
             self.model, images(), ids, attention, img_size=self.img_size,
             clip_length=clip_length, device=self.device, amp=self.amp, chunk_size=self.chunk_size,
