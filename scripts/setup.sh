@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-if ! "$VPY" -c "import lavt, torch, transformers, pycocotools, pytest, ruff, filelock, fastapi, uvicorn, multipart, prometheus_client, httpx, playwright, schemathesis, onnx, onnxruntime, onnxslim, onnxconverter_common, huggingface_hub, supervision, h5py, build, setuptools" >/dev/null 2>&1; then
+if ! "$VPY" -c "import lavt, torch, transformers, pycocotools, pytest, ruff, filelock, fastapi, uvicorn, multipart, prometheus_client, httpx, playwright, schemathesis, onnx, onnxruntime, onnxslim, onnxconverter_common, huggingface_hub, supervision, h5py, av, build, setuptools" >/dev/null 2>&1; then
   # torch first and pinned, so that nothing pulls a multi-GB CUDA build on a CPU machine
   "$VPY" -m pip install -q "${LAVT_TORCH:-torch==2.13.0}" 2> >(grep -v "^WARNING: Location" >&2)
   "$VPY" -m pip install -q -e ".[dev,serve,onnx,hub,supervision,video]" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" -e "return '\\\\n'.join" >&2)

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import lavt
 from lavt.checkpoint import convert_to_safetensors, save_checkpoint
@@ -277,20 +274,3 @@ def test_video_window_helpers():
     torch.testing.assert_close(windows[0, 0, 1], x[0, 0, 0, 1])  # token 1 of window 0: (0, 0, 1)
     torch.testing.assert_close(windows[0, 0, 9], x[0, 1, 0, 0])  # token 9: (1, 0, 0)
     assert torch.equal(window_reverse(windows, (2, 3, 3), 4, 6, 9), x)
-
-
-@pytest.mark.slow
-def test_the_image_predictor_refuses_a_video_model(tiny_video, tmp_path):
-    """Until video inference exists, `lavt predict` says so in one line (no traceback)."""
-    with pytest.raises(lavt.LavtError, match="lavt_video"):
-        lavt.Predictor(tiny_video)
-    save_checkpoint(tmp_path / "video.pt", tiny_video)
-    image = tmp_path / "x.png"
-    Image.new("RGB", (32, 32)).save(image)
-    files = ["--checkpoint", str(tmp_path / "video.pt"), "--image", str(image)]
-    command = [sys.executable, "-m", "lavt", "predict", *files, "--text", "dog"]
-    run = subprocess.run(
-        [*command, "--output", str(tmp_path / "out")], capture_output=True, text=True
-    )
-    assert run.returncode != 0 and "lavt_video" in run.stderr
-    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -1,8 +1,9 @@
 """``lavt predict``: masks, overlays and a JSON line per (image, expression).
 
-``--image ... --text ...`` predicts every text on every image; ``--manifest FILE.jsonl``
-runs bulk inference over a JSON-lines manifest (:mod:`lavt.predict.bulk`), also
-under ``torchrun``::
+``--image ... --text ...`` predicts every text on every image; ``--video PATH --text ...``
+every text on every frame of a video file or a folder of frames
+(:mod:`lavt.predict.video_output`); ``--manifest FILE.jsonl`` runs bulk inference over a
+JSON-lines manifest (:mod:`lavt.predict.bulk`), also under ``torchrun``::
 
     torchrun --nproc_per_node 4 -m lavt predict --manifest pairs.jsonl --output out/
 """
@@ -22,6 +23,8 @@ from lavt.commands.shared_flags import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lavt.predict.video import DEFAULT_CLIP_LENGTH
+
     parser.add_argument(
         "--checkpoint",
         type=Path,
@@ -31,13 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs = parser.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--image", type=Path, nargs="+", help="one or more image files")
     inputs.add_argument(
+        "--video",
+        type=Path,
+        help="a video file (mp4, mkv, ...; needs PyAV) or a folder of .jpg/.png frames "
+        "(natural order): per-frame masks as JSON lines (docs/video.md)",
+    )
+    inputs.add_argument(
         "--manifest",
         type=Path,
         help='JSON lines {"id", "image", "texts"} (or "text"), paths relative to the '
         "file: bulk inference, resumable, shardable under torchrun (docs/bulk.md)",
     )
     parser.add_argument(
-        "--text", nargs="+", help="with --image: one or more expressions (each image gets all)"
+        "--text",
+        nargs="+",
+        help="with --image or --video: one or more expressions (each image or frame gets all)",
     )
     parser.add_argument(
         "--output",
@@ -88,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--save_png",
         dest="save_png",
         action="store_true",
-        help="also write masks/ and overlays/ PNGs (default: off, RLE only)",
+        help="with --manifest or --video: also write mask PNGs (masks/; --manifest also "
+        "overlays/) (default: off, RLE only)",
     )
     bulk.add_argument(
         "--max-errors",
@@ -99,8 +111,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop once more than N lines have failed, per process (default: no limit)",
     )
+    video = parser.add_argument_group("video (--video)")
+    video.add_argument(
+        "--clip-length",
+        "--clip_length",
+        dest="clip_length",
+        type=int,
+        default=DEFAULT_CLIP_LENGTH,
+        metavar="N",
+        help="frames a lavt_video model sees at once (consecutive clips); 0: the whole "
+        "video as one clip, the LAVT-RS protocol, memory growing with the video; an image "
+        "model sees one frame at a time whatever N (default: %(default)s)",
+    )
+    video.add_argument(
+        "--overlay-video",
+        "--overlay_video",
+        dest="overlay_video",
+        action="store_true",
+        help="also write overlay.mp4, every mask tinted on its frame (default: off)",
+    )
     parser.set_defaults(
-        _flags={"texts": "--text", "image": "--image", "coco_results": "--coco-results"}
+        _flags={
+            "texts": "--text",
+            "image": "--image",
+            "video": "--video",
+            "coco_results": "--coco-results",
+            "clip_length": "--clip-length",
+        }
     )
 
 
@@ -134,6 +171,8 @@ def _predictor(args: argparse.Namespace, device):
 def run(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         return run_manifest(args)
+    if args.video is not None:
+        return run_video(args)
     from lavt.errors import InputError
     from lavt.evaluation.outputs import check_output_dir
     from lavt.predict import predict_to_folder
@@ -153,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.coco_results, param="coco_results")
     predictor = _predictor(args, select_device(args.device))
+    predictor.check_image_model()
 
     def report(line: dict) -> None:
         share = 100 * line["foreground_fraction"]
@@ -213,3 +253,46 @@ def run_manifest(args: argparse.Namespace) -> int:
             "; stopped early (--max-errors)" if summary.stopped_early else "",
         )
     return 1 if summary.lines_failed else 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    """``--video``: every input checked before the model loads, then one summary line."""
+    from lavt.errors import InputError
+    from lavt.predict.video_output import check_video_output, predict_video_to_folder
+    from lavt.runtime import select_device
+    from lavt.tokenizer import check_expression
+    from lavt.videoio import open_video
+
+    if not args.text:
+        raise InputError("--text: give one or more expressions with --video")
+    for k, text in enumerate(args.text):
+        check_expression(text, name=f"--text #{k + 1}")
+    if args.coco_results is not None:
+        raise InputError("--coco-results: with --image only (not with --video)")
+    if args.clip_length < 0:
+        raise InputError(f"--clip-length {args.clip_length}: must be 0 (whole video) or more")
+    if args.no_target_rule == "head" or args.area_threshold:
+        raise InputError(
+            "--no-target-rule head / --area-threshold: images only; on a video an expression "
+            "is found where its mask is not empty"
+        )
+    _model_flags(args)
+    video = open_video(args.video)  # opened and its first frame decoded: a bad file fails now
+    check_video_output(args.output)
+    predictor = _predictor(args, select_device(args.device))
+    summary = predict_video_to_folder(
+        predictor, video, args.text, args.output, clip_length=args.clip_length,
+        save_png=args.save_png, overlay_video=args.overlay_video,
+    )  # fmt: skip
+    if not predictor.is_video:
+        how = "frame by frame (an image model)"
+    elif args.clip_length and summary.frames > args.clip_length:
+        how = f"in clips of {args.clip_length} frames"
+    else:
+        how = "as one clip"
+    files = ", ".join(str(path) for path in summary.files)
+    print(
+        f"{args.video}: {summary.frames} frames x {summary.expressions} expression(s) "
+        f"segmented {how} -> {files}"
+    )
+    return 0

@@ -4,6 +4,8 @@
   expression's colour (:func:`tint_colour`: the next palette colour when that one
   is close to the object's own) with the text, the share of the image and a
   swatch of the tint in a legend strip below;
+- :func:`render_frame`: every expression's mask on one video frame, each in its
+  own fixed colour (the overlay video of ``lavt predict --video``);
 - :func:`render_comparison`: ground truth (green outline) against the
   prediction (tinted, outlined), with the expression and the IoU in the legend.
 
@@ -16,6 +18,7 @@ A contour is a dark line outside a bright one, so it shows on any colour.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -188,6 +191,23 @@ def render_prediction(
     if no_target_probability is not None:
         note += f", P(no object) {no_target_probability:.2f}"
     return _with_legend(rgb, [(colour, f'"{text}"  ({note})')])
+
+
+def render_frame(
+    image: Image.Image, masks: Sequence[np.ndarray], texts: Sequence[str], *, alpha: float = 0.45
+) -> Image.Image:
+    """Every expression's mask (H, W) bool on one video frame, the texts below.
+
+    Expression ``k`` is always tinted :func:`expression_colour` ``(k)`` (no choice by
+    the object's colour, which would make a tint flicker from frame to frame), and
+    the legend holds the texts alone, so every frame of a video has the same size.
+    """
+    rgb, views = _view(image, list(masks))
+    width = _line_width(rgb)
+    for k, view in enumerate(views):
+        _tint(rgb, view, expression_colour(k), alpha)
+        _outline(rgb, view, expression_colour(k), width)
+    return _with_legend(rgb, [(expression_colour(k), f'"{t}"') for k, t in enumerate(texts)])
 
 
 def render_comparison(

@@ -47,11 +47,16 @@ def _slug(text: str, limit: int, keep: str = "") -> str:
     return slug[:limit].rstrip("-") or "x"
 
 
+def text_name(text: str) -> str:
+    """Stable, unique file-name part for an expression: a slug of it and a hash."""
+    return f"{_slug(text.lower(), 40)}-{_digest(text, 6)}"
+
+
 def output_name(image: str | os.PathLike, text: str) -> str:
     """Stable, unique file-name stem for one (image, expression)."""
     resolved = str(Path(image).resolve())
     stem = _slug(Path(image).stem, 40, keep="_.")
-    return f"{stem}-{_digest(resolved, 8)}_{_slug(text.lower(), 40)}-{_digest(text, 6)}"
+    return f"{stem}-{_digest(resolved, 8)}_{text_name(text)}"
 
 
 def check_inputs(images: Sequence[str | os.PathLike]) -> list[Path]:
@@ -102,6 +107,7 @@ def predict_to_folder(
 
     ``report`` is called with each line as soon as its files are written.
     """
+    predictor.check_image_model()
     paths = check_inputs(images)
     output = check_output_dir(output)
     jsonl = output / JSONL

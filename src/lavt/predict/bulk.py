@@ -291,6 +291,7 @@ def predict_manifest(
                                ("threads", threads, 1), ("max_errors", max_errors, 0)):  # fmt: skip
         if value is not None and value < least:
             raise InputError(f"{name} {value}: must be at least {least}", param=name)
+    predictor.check_image_model()
     manifest = check_manifest(manifest)
     output = check_output_dir(output)
     dist = dist or DistInfo()

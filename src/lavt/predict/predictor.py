@@ -20,14 +20,19 @@ segmentation, docs/gres.md): from the model's no-target head when it has one
 mask has more than ``area_threshold`` pixels at the model's input size; with the
 default 0 that is "the mask is not empty", so classic models behave as before).
 When nothing is found the mask is empty.
+
+:meth:`Predictor.predict_video` segments a video (a file, a folder of frames or
+any iterable of images) a clip at a time (:mod:`lavt.predict.video`, the
+LAVT-RS protocol for a ``lavt_video`` model, frame by frame for an image model),
+yielding a :class:`FramePrediction` per frame; docs/video.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,46 +44,32 @@ from lavt.data.transforms import image_to_tensor
 from lavt.errors import InputError, LavtError
 from lavt.imageio import load_image, to_rgb
 from lavt.modeling import LAVT, LAVTVideo
-from lavt.modeling.no_target import (
-    check_rule,
-    decide_no_target,
-    no_target_probability,
-    resolve_rule,
-)
+from lavt.modeling.no_target import check_rule, resolve_rule
 from lavt.precision import prepare_for_inference
 from lavt.predict.notices import notice_image, notice_tokens
+from lavt.predict.results import (  # re-exported: lavt.predict.predictor.Prediction stays
+    FramePrediction,
+    Prediction,
+    prediction_from_logodds,
+    predictions_from_logits,
+)
+from lavt.predict.video import DEFAULT_CLIP_LENGTH, clip_spans, segment_frames
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
+from lavt.videoio import Video, VideoFrame, open_video
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
-
-
-@dataclass
-class Prediction:
-    """One expression's result; arrays are at the image's own size (H, W)."""
-
-    text: str
-    mask: np.ndarray  # (H, W) bool
-    mean_foreground_probability: float  # mean probability over the mask's pixels (0 if empty)
-    probability: np.ndarray | None = None  # (H, W) float32, only when asked for
-    found: bool | None = None  # False: the expression names no object (the mask is empty)
-    no_target_probability: float | None = None  # from the no-target head; None without one
-
-    def __post_init__(self) -> None:
-        if self.found is None:  # built without a decision: the area rule with tau = 0
-            self.found = bool(self.mask.any())
-
-    @property
-    def foreground_fraction(self) -> float:
-        return float(self.mask.mean())
+#: a video file or a folder of frames (path), an opened :class:`Video`, or images in order
+VideoLike = str | os.PathLike | Video | Iterable[Image.Image | np.ndarray]
 
 
 class Predictor:
-    """Segments the objects that expressions refer to in an image.
+    """Segments the objects that expressions refer to in an image or a video.
 
     Args:
-        model: a LAVT (e.g. from :func:`lavt.load_model`); moved to ``device``
-            and put in eval mode.
+        model: a LAVT or a LAVTVideo (e.g. from :func:`lavt.load_model`); moved
+            to ``device`` and put in eval mode. A video model segments videos only
+            (:meth:`predict_video`); an image model both (a video frame by frame).
         device: ``auto`` (default: CUDA when available, else the CPU), ``cpu``,
             ``cuda``, ``cuda:N``.
         img_size: square input size; default the model's training size.
@@ -99,7 +90,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: LAVT,
+        model: LAVT | LAVTVideo,
         *,
         device: str | torch.device | None = None,
         img_size: int | None = None,
@@ -110,12 +101,7 @@ class Predictor:
         area_threshold: int = 0,
         dtype: str | torch.dtype | None = None,
     ) -> None:
-        if isinstance(model, LAVTVideo):
-            raise InputError(
-                "checkpoint: a lavt_video (video) model; the predictor takes image models "
-                "(video inference is not implemented yet, docs/video.md)",
-                param="checkpoint",
-            )
+        self.is_video = isinstance(model, LAVTVideo)
         self.device = select_device(device if device is not None else "auto")
         self.img_size = int(img_size or model.config.img_size)
         if self.img_size < 16:
@@ -169,6 +155,23 @@ class Predictor:
             return to_rgb(Image.fromarray(image))
         return load_image(image)
 
+    def check_image_model(self) -> None:
+        """Refuse, in one line, to segment an image with a video model."""
+        if self.is_video:
+            raise InputError(
+                "checkpoint: a lavt_video (video) model segments videos, not images: use "
+                "Predictor.predict_video (lavt predict --video)",
+                param="checkpoint",
+            )
+
+    def _texts(self, texts: str | Sequence[str]) -> list[str]:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("texts: no expression given", param="texts")
+        for k, text in enumerate(texts):
+            check_expression(text, name=f"texts[{k}]")
+        return texts
+
     def predict(
         self, image: ImageLike, texts: str | Sequence[str], *, probability: bool = False
     ) -> list[Prediction]:
@@ -184,11 +187,8 @@ class Predictor:
         self, image: ImageLike, texts: str | Sequence[str], *, probability: bool = False
     ) -> Iterator[Prediction]:
         """Like :meth:`predict`, yielding one :class:`Prediction` at a time."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InputError("texts: no expression given", param="texts")
-        for k, text in enumerate(texts):
-            check_expression(text, name=f"texts[{k}]")
+        self.check_image_model()
+        texts = self._texts(texts)
         picture = self._as_image(image)
         width, height = picture.size
         if self.knows_synthetic_only:
@@ -198,7 +198,7 @@ class Predictor:
         notice_tokens(self.tokenizer, texts, ids, synthetic_only=self.knows_synthetic_only)
         for start in range(0, len(texts), self.chunk_size):
             stop = min(start + self.chunk_size, len(texts))
-            with self._memory_errors(width, height):
+            with self._memory_errors(f"a {width}x{height} image"):
                 batch = pixels.unsqueeze(0).expand(stop - start, -1, -1, -1)  # (c, 3, S, S)
                 with autocast(self.device, self.amp):
                     logits, nt_logits = self.model(
@@ -217,12 +217,85 @@ class Predictor:
                 probability=probability,
             )
             for _ in range(stop - start):
-                with self._memory_errors(width, height):
+                with self._memory_errors(f"a {width}x{height} image"):
                     prediction = next(rows)
                 yield prediction
 
+    def predict_video(
+        self,
+        video: VideoLike,
+        texts: str | Sequence[str],
+        *,
+        clip_length: int = DEFAULT_CLIP_LENGTH,
+        probability: bool = False,
+    ) -> Iterator[FramePrediction]:
+        """Each frame's masks for every expression in ``texts``, frame by frame, in order.
+
+        ``video``: a video file or a folder of frames (:func:`lavt.videoio.open_video`;
+        checked now, decoded while iterating), an opened :class:`Video`, or an
+        iterable of images. A ``lavt_video`` model sees ``clip_length`` consecutive
+        frames at a time (0: the whole video as one clip, the LAVT-RS protocol,
+        memory growing with the video); an image model sees one frame at a time
+        (``clip_length`` frames decoded ahead; 0: ``chunk_size``). At most that many
+        decoded frames are held. ``found`` is "the mask is not empty" (neither a
+        no-target head nor an area threshold applies to video). Each result holds
+        its frame's image: keep only the masks if you keep many results.
+        """
+        texts = self._texts(texts)
+        clip_spans(0, clip_length)  # a negative length is refused now
+        if isinstance(video, str | os.PathLike):
+            video = open_video(video)
+        frames = (
+            video.frames()
+            if isinstance(video, Video)
+            else (VideoFrame(t, self._as_image(image)) for t, image in enumerate(video))
+        )
+        ids, attention = self.tokenizer(texts)  # (E, N) each
+        notice_tokens(self.tokenizer, texts, ids, synthetic_only=self.knows_synthetic_only)
+        return self._iter_video(frames, texts, ids, attention, clip_length, probability)
+
+    def _iter_video(
+        self,
+        frames: Iterator[VideoFrame],
+        texts: list[str],
+        ids: torch.Tensor,
+        attention: torch.Tensor,
+        clip_length: int,
+        probability: bool,
+    ) -> Iterator[FramePrediction]:
+        pending: deque[VideoFrame] = deque()  # frames handed to the model, not yet yielded
+
+        def images() -> Iterator[Image.Image]:
+            for frame in frames:
+                if frame.index == 0 and self.knows_synthetic_only:
+                    notice_image(frame.image, self.img_size)
+                pending.append(frame)
+                yield frame.image
+
+        if not self.is_video:  # frame by frame whatever the grouping: never the whole video
+            clip_length = clip_length or self.chunk_size
+        outputs = segment_frames(
+            self.model, images(), ids, attention, img_size=self.img_size,
+            clip_length=clip_length, device=self.device, amp=self.amp, chunk_size=self.chunk_size,
+        )  # fmt: skip
+        what = f"a clip of up to {clip_length} frames" if clip_length else "the whole video"
+        while True:
+            with self._memory_errors(what, hint="a shorter clip_length"):
+                foreground = next(outputs, None)  # (E, H, W) log-odds
+            if foreground is None:
+                return
+            frame = pending.popleft()
+            rows = [
+                prediction_from_logodds(text, foreground[k], probability=probability)
+                for k, text in enumerate(texts)
+            ]
+            del foreground
+            yield FramePrediction(frame, rows)
+
     @contextlib.contextmanager
-    def _memory_errors(self, width: int, height: int) -> Iterator[None]:
+    def _memory_errors(
+        self, what: str, *, hint: str = "a smaller image or fewer expressions per chunk"
+    ) -> Iterator[None]:
         """An out-of-memory failure as a one-line error instead of a traceback."""
         try:
             yield
@@ -233,44 +306,5 @@ class Predictor:
             ):
                 raise
             raise LavtError(
-                f"out of memory on {self.device} for a {width}x{height} image "
-                f"({text[:160]}); use a smaller image or fewer expressions per chunk"
+                f"out of memory on {self.device} for {what} ({text[:160]}); use {hint}"
             ) from None
-
-
-def predictions_from_logits(
-    texts: Sequence[str],
-    logits: torch.Tensor,
-    no_target_logits: torch.Tensor | None,
-    size: tuple[int, int],
-    *,
-    rule: str,
-    area_threshold: int = 0,
-    probability: bool = False,
-) -> Iterator[Prediction]:
-    """Model outputs -> one :class:`Prediction` per text, at the image's ``size`` (H, W).
-
-    ``logits`` (E, 2, S, S) and ``no_target_logits`` (E, 2) (None without a head)
-    are one forward's outputs for ``texts``; ``rule`` is ``head`` or ``area`` (as
-    resolved by :func:`lavt.modeling.no_target.resolve_rule`). The one postprocessing
-    of :class:`Predictor` and ``lavt serve``: each expression is brought to full
-    size alone (:meth:`LAVT.postprocess`), so memory does not grow with E; the mask
-    is empty when nothing is found.
-    """
-    no_target = decide_no_target(
-        logits.float(), no_target_logits, rule=rule, area_threshold=area_threshold
-    ).tolist()  # (E,)
-    nt_probs = (
-        [None] * len(texts)
-        if no_target_logits is None
-        else no_target_probability(no_target_logits).tolist()
-    )
-    for row, text in enumerate(texts):
-        found = not no_target[row]
-        foreground = LAVT.postprocess(logits[row : row + 1], size)[0]  # (H, W) log-odds
-        mask = foreground > 0
-        if not found:
-            mask = torch.zeros_like(mask)
-        score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
-        probs = foreground.sigmoid_().cpu().numpy() if probability else None
-        yield Prediction(text, mask.cpu().numpy(), score, probs, found, nt_probs[row])

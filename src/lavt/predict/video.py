@@ -30,6 +30,11 @@ from lavt.runtime import autocast
 
 VideoModel = LAVT | LAVTVideo
 
+#: frames per clip unless asked otherwise: the longest video of Refer-YouTube-VOS's valid
+#: split has 36 frames, so there the authors' whole-video protocol is unchanged, and a
+#: longer video runs as 36-frame clips (memory bounded). 0: the whole video as one clip.
+DEFAULT_CLIP_LENGTH = 36
+
 
 def clip_spans(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
     """``[start, stop)`` of the consecutive clips a video of ``num_frames`` frames runs as.

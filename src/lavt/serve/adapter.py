@@ -22,7 +22,8 @@ import torch
 from PIL import Image
 
 from lavt.data.transforms import image_to_tensor
-from lavt.modeling import LAVT
+from lavt.errors import InputError
+from lavt.modeling import LAVT, LAVTVideo
 from lavt.modeling.no_target import check_rule, resolve_rule
 from lavt.precision import prepare_for_inference
 from lavt.predict import Prediction, predictions_from_logits
@@ -62,6 +63,12 @@ class ModelAdapter:
         area_threshold: int = 0,
         dtype: str | torch.dtype | None = None,
     ) -> None:
+        if isinstance(model, LAVTVideo):
+            raise InputError(
+                "checkpoint: a lavt_video (video) model; lavt serve takes image models "
+                "(segment videos with lavt predict --video)",
+                param="checkpoint",
+            )
         check_rule(no_target_rule, area_threshold)
         self.device = device
         # dtype: a low-precision copy made once (lavt.precision); amp: autocast only
