@@ -226,6 +226,9 @@ def test_bad_layouts_are_one_line(data, tmp_path, capsys, how):
         (["--clip-length", "-1"], "--clip-length -1: must be 0"),
         (["--split", "train,valid"], "--split: one split at a time"),
         (["--save-worst", "2"], "--save-worst: not used with --video-protocol"),
+        (["--workers", "4"], "--workers: not used with --video-protocol"),
+        (["--dataset", "refcocog"], "--dataset: not used with --video-protocol"),
+        (["--skip-missing"], "--skip-missing: not used with --video-protocol"),
         (["--submission", "--video-protocol", "a2d"], "--submission: only for ytvos and davis"),
     ],
 )

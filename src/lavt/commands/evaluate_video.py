@@ -62,6 +62,10 @@ def _check_video_args(args: argparse.Namespace) -> str:
         "save_worst": args.save_worst != 0,
         "swap_expressions": args.swap_expressions,
         "resolution": args.resolution != "model",
+        "dataset": args.dataset != "refcoco",
+        "split_by": args.split_by != "unc",
+        "skip_missing": args.skip_missing,
+        "workers": args.workers != 2,
     }
     for name, given in image_only.items():
         if given:

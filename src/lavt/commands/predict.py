@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--text",
         nargs="+",
-        help="with --image or --video: one or more expressions (each image or frame gets all)",
+        action="extend",
+        help="with --image or --video: one or more expressions (each image or frame gets all; "
+        "--text may be repeated)",
     )
     parser.add_argument(
         "--output",
