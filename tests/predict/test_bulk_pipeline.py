@@ -116,3 +116,14 @@ def test_forwards_run_on_the_planned_threads_and_the_callers_setting_returns(tmp
     assert run(manifest, tmp_path / "out", "--batch-size", "2", "--threads", "2") == 0
     assert seen and set(seen) == {3}  # 6 cores // 2 threads
     assert torch.get_num_threads() == before
+
+
+def test_pipeline_flags_take_a_count_or_auto(tmp_path, capsys):
+    manifest = scenes_manifest(tmp_path, 2)
+    with pytest.raises(SystemExit) as exit_info:
+        run(manifest, tmp_path / "bad", "--threads", "many")
+    assert exit_info.value.code == 2
+    assert "--threads: expected an integer or auto, got 'many'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    flags = ("--batch-size", "auto", "--workers", "auto", "--threads", "auto")
+    assert run(manifest, tmp_path / "auto", *flags) == 0
