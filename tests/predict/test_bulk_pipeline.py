@@ -11,6 +11,7 @@ from manifest_helpers import run, scenes_manifest
 
 import lavt.predict.bulk as bulk
 import lavt.predict.bulk_post as bulk_post
+from lavt.modeling import LAVT
 from lavt.predict.bulk_data import LoadedImage, Segment, Task
 from lavt.predict.encode import encode_prediction
 from lavt.predict.manifest import ManifestLine
@@ -66,16 +67,15 @@ def test_batch_records_are_the_predictors_lines_byte_for_byte(monkeypatch, rule,
     assert any(r["area"] > 0 for r in got) and any(r["area"] == 0 for r in got)
 
 
-def test_scores_are_the_predictors_floats_unrounded():
+def test_scores_are_torchs_masked_mean_unrounded():
     logits = torch.randn(3, 2, 16, 16, generator=torch.Generator().manual_seed(5)) * 3
     size, nothing = (240, 320), torch.tensor([False, True, False])
     masks, scores = bulk_post._masks_and_scores(logits, nothing, size)
-    predictions = list(
-        predictions_from_logits(TEXTS, logits, None, size, rule="area", area_threshold=0)
-    )
-    for row in (0, 2):  # found: the same mask and the same float, unrounded
-        assert scores[row] == predictions[row].mean_foreground_probability > 0
-        assert (masks[row] == predictions[row].mask).all() and masks[row].any()
+    foreground = LAVT.postprocess(logits, size)  # (3, H, W)
+    for row in (0, 2):  # found: the mask, and torch's own masked mean to the last bit
+        mask = foreground[row] > 0
+        assert scores[row] == float(foreground[row][mask].sigmoid().mean()) > 0
+        assert (masks[row] == mask.numpy()).all() and masks[row].any()
     assert scores[1] == 0.0 and not masks[1].any()  # nothing found: empty, score 0
 
 

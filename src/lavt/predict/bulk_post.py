@@ -5,8 +5,8 @@ The same results as :func:`lavt.predict.predictions_from_logits` followed by
 path), computed an image at a time instead of an expression at a time: the
 no-target decision once per batch, one upsampling per image for all its
 expressions in the batch (:meth:`LAVT.postprocess`, the same bilinear resize, so
-the same masks bit for bit), one RLE call for them all; the score is computed
-as the predictor computes it, on the same selected values, so the lines are
+the same masks bit for bit), one RLE call for them all; the score is the
+predictor's own (:func:`lavt.predict.predictor.mean_probabilities`), so the lines are
 serve's, byte for byte (``tests/predict/test_manifest.py``). At most
 :data:`PIXELS_PER_STEP` upsampled pixels are held at once, whatever the image's size.
 """
@@ -26,6 +26,7 @@ from lavt.modeling import LAVT
 from lavt.modeling.no_target import decide_no_target, no_target_probability
 from lavt.predict.bulk_data import LoadedImage, Segment
 from lavt.predict.encode import encode_masks, result_fields
+from lavt.predict.predictor import mean_probabilities
 
 PIXELS_PER_STEP = 1 << 23  # expressions x H x W floats upsampled at once (32 MiB)
 
@@ -79,21 +80,11 @@ def _masks_and_scores(
     logits: torch.Tensor, no_target: torch.Tensor, size: tuple[int, int]
 ) -> tuple[np.ndarray, list[float]]:
     """logits (e, 2, S, S), no_target (e,) bool -> masks (e, H, W) bool (empty where
-    nothing is found) and each mask's mean foreground probability (0 when empty).
-
-    The score is the predictor's ``foreground[mask].sigmoid().mean()`` on the same
-    selected values in the same order, so the same float; numpy's boolean
-    selection is cheaper than torch's on the CPU.
-    """
+    nothing is found) and each mask's mean foreground probability (0 when empty),
+    as the predictor computes them."""
     foreground = LAVT.postprocess(logits, size)  # (e, H, W) log-odds
     masks = (foreground > 0) & ~no_target.view(-1, 1, 1)  # (e, H, W)
-    if foreground.device.type == "cpu":
-        pairs = zip(foreground.numpy(), masks.numpy(), strict=True)
-        chosen = [torch.from_numpy(f[m]) for f, m in pairs]  # e x (n,)
-    else:
-        chosen = [torch.masked_select(f, m) for f, m in zip(foreground, masks, strict=True)]
-    scores = [float(c.sigmoid_().mean()) if c.numel() else 0.0 for c in chosen]
-    return masks.cpu().numpy(), scores
+    return masks.cpu().numpy(), mean_probabilities(foreground, masks)
 
 
 def save_pngs(

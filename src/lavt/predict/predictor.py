@@ -267,10 +267,26 @@ def predictions_from_logits(
     )
     for row, text in enumerate(texts):
         found = not no_target[row]
-        foreground = LAVT.postprocess(logits[row : row + 1], size)[0]  # (H, W) log-odds
+        foreground = LAVT.postprocess(logits[row : row + 1], size)  # (1, H, W) log-odds
         mask = foreground > 0
         if not found:
             mask = torch.zeros_like(mask)
-        score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+        (score,) = mean_probabilities(foreground, mask)
+        foreground, mask = foreground[0], mask[0]  # (1, H, W) -> (H, W)
         probs = foreground.sigmoid_().cpu().numpy() if probability else None
         yield Prediction(text, mask.cpu().numpy(), score, probs, found, nt_probs[row])
+
+
+def mean_probabilities(foreground: torch.Tensor, masks: torch.Tensor) -> list[float]:
+    """foreground (E, H, W) log-odds, masks (E, H, W) bool -> each mask's mean
+    foreground probability, ``foreground[mask].sigmoid().mean()`` (0 when empty).
+
+    The selected values are taken with numpy's boolean indexing on the CPU
+    (cheaper than torch's, the same values in the same order, so the same mean).
+    """
+    if foreground.device.type == "cpu":
+        pairs = zip(foreground.numpy(), masks.numpy(), strict=True)
+        chosen = [torch.from_numpy(f[m]) for f, m in pairs]  # E x (n,)
+    else:
+        chosen = [torch.masked_select(f, m) for f, m in zip(foreground, masks, strict=True)]
+    return [float(c.sigmoid_().mean()) if c.numel() else 0.0 for c in chosen]  # c: a copy
