@@ -80,21 +80,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         "--batch_size",
         dest="batch_size",
-        type=int,
-        default=16,
-        help="expressions per forward pass, across images (default: %(default)s)",
+        type=_count_or_auto,
+        default=None,
+        help="expressions per forward pass, across images (default: auto: as many as hold "
+        "the pixels of 16 at 480x480, between 16 and 32: 32 for the bundled model)",
     )
     bulk.add_argument(
         "--workers",
-        type=int,
-        default=2,
-        help="DataLoader processes decoding and resizing images (default: %(default)s)",
+        type=_count_or_auto,
+        default=None,
+        help="DataLoader processes decoding and resizing images, 0: the main thread "
+        "(default: auto: 0 on a CPU device with up to 4 cores, else 2; docs/bulk.md)",
     )
     bulk.add_argument(
         "--threads",
-        type=int,
-        default=2,
-        help="threads upsampling masks and encoding RLE (default: %(default)s)",
+        type=_count_or_auto,
+        default=None,
+        help="batches in flight, each on a thread running the model, upsampling masks and "
+        "encoding RLE (default: auto: min(cores, 4) on a CPU device, else 2)",
     )
     bulk.add_argument(
         "--save-png",
@@ -141,6 +144,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "clip_length": "--clip-length",
         }
     )
+
+
+def _count_or_auto(value: str) -> int | None:
+    """``auto`` -> None (chosen by lavt.predict.bulk.choose_pipeline), else an integer."""
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {value!r}") from None
 
 
 def _model_flags(args: argparse.Namespace) -> None:

@@ -8,16 +8,21 @@
 Each process runs one pipeline over its share of the manifest's lines
 (:mod:`lavt.predict.manifest`)::
 
-    manifest (streamed, main) -> DataLoader workers: decode + resize
-      -> Batcher: batch_size (image, expression) rows -> model (device)
-      -> thread pool: upsample to the image's size, RLE (+ PNGs) -> part file, in order
+    manifest (streamed, main) -> decode + resize (main thread, or DataLoader workers)
+      -> Batcher: batch_size (image, expression) rows
+      -> thread pool, one batch per thread: model, then upsample to the image's
+         size, RLE (+ PNGs) -> part file, in order (main thread)
 
-The model's thread only packs batches and calls the model: the postprocessing
-(:func:`lavt.predict.predictions_from_logits`, the predictor's and ``lavt
-serve``'s own, then :func:`lavt.predict.encode.encode_prediction`, serve's
-result encoder) runs on ``threads`` threads while the next batches go through
-the model, and a bounded queue of pending batches keeps memory flat. Every line
-of ``predictions.jsonl`` is serve's result for one pair plus where it comes from::
+Each pool thread runs a whole batch: the forward pass (torch releases the GIL in
+its kernels) and the postprocessing (:func:`lavt.predict.predictions_from_logits`,
+the predictor's and ``lavt serve``'s own, then
+:func:`lavt.predict.encode.encode_prediction`, serve's result encoder). On the
+CPU, ``threads`` batches run at once with ``cores // threads`` torch threads
+each, so no core waits for another (an OpenMP team sharing its cores with the
+decoding would stall at every barrier); a bounded queue of pending batches keeps
+memory flat. :func:`choose_pipeline` sets the defaults from the cores this
+process has (docs/bulk.md). Every line of ``predictions.jsonl`` is serve's
+result for one pair plus where it comes from::
 
     {"line": 3, "text_index": 0, "id": "cat-17", "image": "images/17.jpg", "text": "the cat",
      "width": 640, "height": 480, "rle": {"size": [480, 640], "counts": "..."},
@@ -33,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -42,17 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from lavt.errors import InputError
 from lavt.evaluation.outputs import check_output_dir
-from lavt.evaluation.overlays import render_prediction
-from lavt.imageio import save_png_atomic
-from lavt.predict.bulk_data import Batch, Batcher, ImageLoading, LineTasks, Segment, as_is
-from lavt.predict.encode import encode_prediction
+from lavt.predict.bulk_data import Batch, Batcher, ImageLoading, LineTasks, as_is
+from lavt.predict.bulk_post import batch_records
 from lavt.predict.manifest import check_manifest
-from lavt.predict.predictor import Predictor, predictions_from_logits
+from lavt.predict.predictor import Predictor
 from lavt.predict.store import (
     PARTS,
     PREDICTIONS,
@@ -92,8 +95,62 @@ class ManifestSummary:
         self.stopped_early = self.stopped_early or other.stopped_early
 
 
-class Postprocessor:
-    """Model outputs -> result lines on a thread pool, written in submission order."""
+@dataclass(frozen=True)
+class PipelinePlan:
+    """How one process spreads its work (:func:`choose_pipeline`)."""
+
+    batch_size: int  # (image, expression) rows per forward pass
+    workers: int  # DataLoader processes decoding images (0: the main thread decodes)
+    threads: int  # batches in flight at once, each on its own thread (forward + postprocessing)
+    torch_threads: int | None  # intra-op threads of each (None: torch's setting, left alone)
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on, shared among torchrun's processes on this node."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def choose_pipeline(
+    device: torch.device,
+    img_size: int,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> PipelinePlan:
+    """The defaults (None) of ``--batch-size``, ``--workers`` and ``--threads`` for
+    ``device`` and a model input of ``img_size``, and the torch threads of each
+    pipeline thread.
+
+    ``batch_size``: as many rows as hold the pixels of 16 rows of 480 x 480 (the
+    paper's input), between 16 and 32 (a small model's forward pass costs a fixed
+    time per call that larger batches share). On the CPU every stage competes for
+    the same cores: up to 4 cores the main thread decodes (a loader process would
+    cost more to feed than it gives) and ``min(cores, 4)`` batches run at once with
+    ``cores // threads`` torch threads each; more cores add 2 loader processes. On
+    a GPU: 2 loader processes, 2 threads, torch's threads as set. Measured in
+    docs/bulk.md.
+    """
+    if batch_size is None:
+        batch_size = min(32, max(16, 16 * 480**2 // img_size**2))
+    if device.type != "cpu":
+        return PipelinePlan(batch_size, 2 if workers is None else workers,
+                            2 if threads is None else threads, None)  # fmt: skip
+    cores = available_cores()
+    if threads is None:
+        threads = min(cores, 4)
+    if workers is None:
+        workers = 0 if cores <= 4 else 2
+    return PipelinePlan(batch_size, workers, threads, max(1, cores // threads))
+
+
+class BatchRunner:
+    """Batches -> result lines on a thread pool (forward + postprocessing each), written
+    in submission order."""
 
     def __init__(
         self,
@@ -101,6 +158,7 @@ class Postprocessor:
         writer: LineWriter,
         *,
         threads: int,
+        torch_threads: int | None,
         png_dir: Path | None,
         max_pending: int,
     ) -> None:
@@ -109,12 +167,23 @@ class Postprocessor:
         self.png_dir = png_dir
         self.max_pending = max_pending
         self.written = 0
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lavt-post")
+        self._torch_threads = torch_threads
+        self._caller_threads = torch.get_num_threads()
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="lavt-batch",
+            initializer=None if torch_threads is None else torch.set_num_threads,
+            initargs=() if torch_threads is None else (torch_threads,),
+        )
         self._pending: deque[Future] = deque()
+        # on a GPU one forward at a time (as much device memory as one batch needs); the
+        # postprocessing of the others overlaps it. On the CPU each thread computes its own.
+        cpu = predictor.device.type == "cpu"
+        self._one_forward = contextlib.nullcontext() if cpu else threading.Lock()
 
-    def submit(self, batch: Batch, logits: torch.Tensor, no_target: torch.Tensor | None) -> None:
-        """Queue one batch's outputs; write whatever is ready (wait when too much is pending)."""
-        self._pending.append(self._pool.submit(self._lines, batch.segments, logits, no_target))
+    def submit(self, batch: Batch) -> None:
+        """Queue one batch; write whatever is ready (wait when too much is pending)."""
+        self._pending.append(self._pool.submit(self._run, batch))
         while self._pending and (self._pending[0].done() or len(self._pending) > self.max_pending):
             self._write(self._pending.popleft())
 
@@ -124,53 +193,21 @@ class Postprocessor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._torch_threads is not None:  # set_num_threads is global: the caller's again
+            torch.set_num_threads(self._caller_threads)
 
     def _write(self, future: Future) -> None:
         for record in future.result():
             self.writer.write(record)
             self.written += 1
 
-    @torch.inference_mode()
-    def _lines(
-        self, segments: list[Segment], logits: torch.Tensor, no_target: torch.Tensor | None
-    ) -> list[dict[str, Any]]:
-        """logits (B, 2, S, S), no_target (B, 2) or None -> one record per real row."""
-        records = []
-        for seg in segments:
-            item, entry = seg.item, seg.item.task.entry
-            texts = [entry.texts[k] for k in seg.indices]
-            predictions = predictions_from_logits(
-                texts,
-                logits[seg.start : seg.stop],
-                None if no_target is None else no_target[seg.start : seg.stop],
-                (item.height, item.width),
-                rule=self.predictor.no_target_rule,
-                area_threshold=self.predictor.area_threshold,
-            )
-            for k, prediction in zip(seg.indices, predictions, strict=True):
-                result = encode_prediction(prediction)
-                record = {"line": entry.line, "text_index": k, "id": entry.id}
-                record |= {"image": entry.image, "text": result.pop("text")}
-                record |= {"width": item.width, "height": item.height, **result}
-                if self.png_dir is not None:
-                    record |= self._save_pngs(item, k, prediction)
-                records.append(record)
-        return records
-
-    def _save_pngs(self, item, k: int, prediction) -> dict[str, str]:
-        name = f"{item.task.entry.line}_{k}.png"
-        mask = Image.fromarray(prediction.mask.view("uint8") * 255, mode="L")  # (H, W)
-        save_png_atomic(mask, self.png_dir / "masks" / name, compress_level=3)
-        overlay = render_prediction(
-            Image.fromarray(item.picture),
-            prediction.mask,
-            prediction.text,
-            colour_index=k,
-            found=bool(prediction.found),
-            no_target_probability=prediction.no_target_probability,
-        )
-        save_png_atomic(overlay, self.png_dir / "overlays" / name)
-        return {"mask": f"masks/{name}", "overlay": f"overlays/{name}"}
+    def _run(self, batch: Batch) -> list[dict[str, Any]]:
+        with self._one_forward:
+            logits, no_target = _forward(self.predictor, batch)
+        return batch_records(
+            batch.segments, logits, no_target, rule=self.predictor.no_target_rule,
+            area_threshold=self.predictor.area_threshold, png_dir=self.png_dir,
+        )  # fmt: skip
 
 
 def _forward(predictor: Predictor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -193,9 +230,7 @@ def _work(
     output: Path,
     dist: DistInfo,
     *,
-    batch_size: int,
-    workers: int,
-    threads: int,
+    plan: PipelinePlan,
     save_png: bool,
     max_errors: int | None,
 ) -> ManifestSummary:
@@ -207,12 +242,12 @@ def _work(
         ImageLoading(predictor.img_size, keep_picture=save_png),
         sampler=tasks,
         batch_size=None,
-        num_workers=workers,
+        num_workers=plan.workers,
         collate_fn=as_is,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=4 if plan.workers else None,
     )
     batcher = Batcher(
-        predictor.tokenizer, batch_size, synthetic_only=predictor.knows_synthetic_only
+        predictor.tokenizer, plan.batch_size, synthetic_only=predictor.knows_synthetic_only
     )
     summary = ManifestSummary()
     stop_flag = output / PARTS / STOP
@@ -220,9 +255,9 @@ def _work(
         LineWriter(part_path(output, "predictions", dist.rank)) as out,
         LineWriter(part_path(output, "errors", dist.rank)) as errors,
     ):
-        post = Postprocessor(
-            predictor, out, threads=threads, png_dir=output if save_png else None,
-            max_pending=2 * threads,
+        post = BatchRunner(
+            predictor, out, threads=plan.threads, torch_threads=plan.torch_threads,
+            png_dir=output if save_png else None, max_pending=2 * plan.threads,
         )  # fmt: skip
         try:
             next_report = time.monotonic() + PROGRESS_SECONDS
@@ -237,7 +272,7 @@ def _work(
                         break
                     continue
                 for batch in batcher.add(item):
-                    post.submit(batch, *_forward(predictor, batch))
+                    post.submit(batch)
                 if dist.enabled and stop_flag.exists():
                     summary.stopped_early = True
                     break
@@ -245,7 +280,7 @@ def _work(
                     next_report = time.monotonic() + PROGRESS_SECONDS
                     log.info("%s: %d pairs written so far", manifest, post.written)
             for batch in batcher.flush():
-                post.submit(batch, *_forward(predictor, batch))
+                post.submit(batch)
             post.drain()
         finally:
             post.close()
@@ -272,9 +307,9 @@ def predict_manifest(
     manifest: str | os.PathLike,
     output: str | os.PathLike,
     *,
-    batch_size: int = 16,
-    workers: int = 2,
-    threads: int = 2,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
     save_png: bool = False,
     max_errors: int | None = None,
     dist: DistInfo | None = None,
@@ -283,7 +318,9 @@ def predict_manifest(
 
     Pairs already in ``output/predictions.jsonl`` are skipped (a rerun resumes).
     ``batch_size`` counts expressions; ``workers`` loader processes decode the
-    images; ``threads`` postprocess. ``max_errors``: stop once more lines than
+    images (0: the main thread); ``threads`` batches run at once (forward and
+    postprocessing); None chooses them from the device, the model's input size
+    and the cores (:func:`choose_pipeline`). ``max_errors``: stop once more lines than
     this have failed (per process). ``dist``: this process's place under
     ``torchrun`` (every rank calls this function with the same arguments).
     """
@@ -296,14 +333,19 @@ def predict_manifest(
     output = check_output_dir(output)
     dist = dist or DistInfo()
     next(iter_sorted(output / PREDICTIONS), None)  # another command's folder: refused here
+    plan = choose_pipeline(
+        predictor.device, predictor.img_size, batch_size=batch_size, workers=workers,
+        threads=threads,
+    )  # fmt: skip
+    log.debug("pipeline: %s", plan)
     start = time.perf_counter()
     with _only_run(output, dist):
         if dist.is_main:
             consolidate(output)
         barrier()
         mine = _work(
-            predictor, manifest, output, dist, batch_size=batch_size, workers=workers,
-            threads=threads, save_png=save_png, max_errors=max_errors,
+            predictor, manifest, output, dist, plan=plan,
+            save_png=save_png, max_errors=max_errors,
         )  # fmt: skip
         total = _gather(output, dist, mine)
         barrier()  # every rank has read the done files before rank 0 removes them

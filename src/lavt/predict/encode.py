@@ -30,17 +30,46 @@ def encode_prediction(prediction: Prediction, *, return_png: bool = False) -> di
     empty); ``no_target_probability`` comes from a model's no-target head.
     """
     mask = prediction.mask  # (H, W) bool
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    result = {
-        "text": prediction.text,
-        "rle": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-        "bbox": [int(v) for v in mask_utils.toBbox(rle)],
-        "area": int(mask_utils.area(rle)),
-        "score": round(prediction.mean_foreground_probability, 6),
-        "found": bool(prediction.found),
-    }
-    if prediction.no_target_probability is not None:
-        result["no_target_probability"] = round(prediction.no_target_probability, 6)
+    ((rle, bbox, area),) = encode_masks(np.asfortranarray(mask.astype(np.uint8))[:, :, None])
+    result = result_fields(
+        prediction.text, rle, bbox, area, prediction.mean_foreground_probability,
+        prediction.found, prediction.no_target_probability,
+    )  # fmt: skip
     if return_png:
         result["png"] = base64.b64encode(mask_png(mask)).decode("ascii")
+    return result
+
+
+def encode_masks(masks: np.ndarray) -> list[tuple[dict, list[int], int]]:
+    """(H, W, E) uint8 masks in Fortran (column-major) order -> for each: its COCO
+    compressed RLE ``{"size": [H, W], "counts": str}``, ``[x, y, w, h]`` and area.
+
+    One call encodes them all (``pycocotools.mask.encode`` takes the E masks at once).
+    """
+    rles = mask_utils.encode(masks)
+    boxes, areas = mask_utils.toBbox(rles), mask_utils.area(rles)
+    return [
+        (
+            {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            [int(v) for v in box],
+            int(area),
+        )
+        for rle, box, area in zip(rles, boxes, areas, strict=True)
+    ]
+
+
+def result_fields(
+    text: str,
+    rle: dict,
+    bbox: list[int],
+    area: int,
+    score: float,
+    found: bool | None,
+    no_target_probability: float | None,
+) -> dict:
+    """The result's fields, in their order, with the score and probability rounded."""
+    result = {"text": text, "rle": rle, "bbox": bbox, "area": area}
+    result |= {"score": round(score, 6), "found": bool(found)}
+    if no_target_probability is not None:
+        result["no_target_probability"] = round(no_target_probability, 6)
     return result

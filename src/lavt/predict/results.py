@@ -107,6 +107,21 @@ def prediction_from_logodds(
     mask = foreground > 0
     if found is False:
         mask = torch.zeros_like(mask)
-    score = float(foreground[mask].sigmoid().mean()) if bool(mask.any()) else 0.0
+    (score,) = mean_probabilities(foreground[None], mask[None])
     probs = foreground.sigmoid_().cpu().numpy() if probability else None
     return Prediction(text, mask.cpu().numpy(), score, probs, found, no_target_probability)
+
+
+def mean_probabilities(foreground: torch.Tensor, masks: torch.Tensor) -> list[float]:
+    """foreground (E, H, W) log-odds, masks (E, H, W) bool -> each mask's mean
+    foreground probability, ``foreground[mask].sigmoid().mean()`` (0 when empty).
+
+    The selected values are taken with numpy's boolean indexing on the CPU
+    (cheaper than torch's, the same values in the same order, so the same mean).
+    """
+    if foreground.device.type == "cpu":
+        pairs = zip(foreground.numpy(), masks.numpy(), strict=True)
+        chosen = [torch.from_numpy(f[m]) for f, m in pairs]  # E x (n,)
+    else:
+        chosen = [torch.masked_select(f, m) for f, m in zip(foreground, masks, strict=True)]
+    return [float(c.sigmoid_().mean()) if c.numel() else 0.0 for c in chosen]  # c: a copy
