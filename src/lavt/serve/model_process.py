@@ -1,0 +1,158 @@
+"""The model in a process of its own (``lavt serve --model-process``, the default on a CPU).
+
+Why: a small model on a CPU spends much of its forward in Python (module calls,
+op dispatch), and so does the HTTP side (the event loop, parsing, decoding,
+encoding). In one process both need the one GIL: each op of the model thread
+waits for the event loop to hand it back, and a forward took twice its own time
+under load. In a child process the forward has a GIL of its own; the server
+process keeps the HTTP work, the decoding and the encoding.
+
+The child gets the adapter's model at start (``torch.multiprocessing``, spawn:
+CPU weights are moved to shared memory once, not copied) and then, per batch,
+the batch's arrays through a pipe and sends the logits back the same way (a
+forward's inputs and outputs are a few hundred kB for the bundled model). The
+child runs :func:`lavt.serve.adapter.run_forward`, the function
+:meth:`ModelAdapter.forward` runs in a thread, so the outputs are the same.
+(TorchServe's backend workers and Triton's Python-backend stubs are processes
+beside the frontend for the same reason.)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from multiprocessing.connection import Connection
+
+import numpy as np
+import torch
+
+from lavt.serve.adapter import ModelAdapter, run_forward
+
+log = logging.getLogger("lavt")
+
+#: seconds the child may take to start (import torch, receive the model)
+START_TIMEOUT_S = 300.0
+
+
+class ModelProcessError(RuntimeError):
+    """The child failed a forward, or died (it is restarted on the next batch)."""
+
+
+class ModelProcess:
+    """A child process running the adapter's forwards; :meth:`forward` has
+    :meth:`ModelAdapter.forward`'s signature and outputs. One caller at a time
+    (the batcher's worker thread); :meth:`start` and :meth:`stop` from the app's lifespan."""
+
+    def __init__(self, adapter: ModelAdapter, *, threads: int | None = None) -> None:
+        self.adapter = adapter
+        self.threads = threads or torch.get_num_threads()
+        self._process = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def start(self) -> None:
+        """Spawn the child and wait until it holds the model; raises :class:`ModelProcessError`."""
+        import torch.multiprocessing as torch_mp
+
+        context = torch_mp.get_context("spawn")
+        parent, child = context.Pipe()
+        adapter = self.adapter
+        payload = (adapter.model, str(adapter.device), adapter.amp, self.threads)
+        process = context.Process(
+            target=_child_main, args=(child, payload), name="lavt-model", daemon=True
+        )
+        process.start()
+        child.close()
+        if not parent.poll(START_TIMEOUT_S) or parent.recv() != "ready":
+            process.kill()
+            code = process.exitcode
+            raise ModelProcessError(f"the model process did not start (exit code {code})")
+        self._process, self._conn = process, parent
+        log.info("model process %d started (%d thread(s))", process.pid, self.threads)
+
+    def stop(self) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if process is None:
+            return
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
+        conn.close()
+
+    def forward(
+        self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """pixels (B, 3, S, S), input_ids/attention_mask (B, N) -> mask logits (B, 2, S, S)
+        float32 and no-target logits (B, 2) float32 or None, computed in the child."""
+        with self._lock:
+            if not self.alive:  # died on an earlier batch (killed, out of memory)
+                self.stop()
+                log.warning("restarting the model process")
+                self.start()
+            try:
+                self._conn.send((pixels.numpy(), input_ids.numpy(), attention_mask.numpy()))
+                reply = self._conn.recv()
+            except (OSError, EOFError) as err:
+                self._process.join(timeout=5)
+                code = self._process.exitcode
+                raise ModelProcessError(
+                    f"the model process died (exit code {code}): {type(err).__name__}"
+                ) from None
+        if reply[0] == "error":
+            raise ModelProcessError(f"forward failed in the model process: {reply[1]}")
+        _, logits, no_target = reply
+        return torch.from_numpy(logits), None if no_target is None else torch.from_numpy(no_target)
+
+
+def start_model_process(process: ModelProcess, adapter: ModelAdapter):
+    """Start ``process`` -> its ``forward``; ``adapter.forward`` (in the batcher's thread,
+    logged) when the model cannot go to a child (a compiled or exported model, a failed
+    start): the server then works as it would without the child."""
+    try:
+        process.start()
+    except Exception as err:  # pickling a wrapped model, a child that died at start
+        log.warning(
+            "the model runs in the server process (a model process could not start: %s: %s)",
+            type(err).__name__,
+            str(err)[:200],
+        )
+        return adapter.forward
+    return process.forward
+
+
+def _child_main(conn: Connection, payload: tuple) -> None:
+    """The child: hold the model, answer each batch until ``None`` or the parent's end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    model, device, amp, threads = payload
+    torch.set_num_threads(threads)
+    device = torch.device(device)
+    conn.send("ready")
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the server is gone
+            return
+        if message is None:
+            return
+        pixels, ids, attention = (torch.from_numpy(array) for array in message)
+        try:
+            logits, no_target = run_forward(model, device, amp, pixels, ids, attention)
+            reply = ("ok", _array(logits), None if no_target is None else _array(no_target))
+        except Exception as err:  # the parent fails this batch's requests, we stay
+            reply = ("error", f"{type(err).__name__}: {str(err)[:500]}")
+        conn.send(reply)
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.cpu().numpy()
