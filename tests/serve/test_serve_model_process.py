@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -44,8 +45,10 @@ def test_child_forward_equals_thread_forward_survives_errors_and_deaths():
         with pytest.raises(ModelProcessError, match="forward failed in the model process"):
             process.forward(pixels, ids + 10_000, attention)  # token ids past the vocabulary
         torch.testing.assert_close(process.forward(*inputs)[0], expected, rtol=0, atol=0)
-        os.kill(process._process.pid, signal.SIGKILL)
-        process._process.join(timeout=10)
+        os.kill(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
         torch.testing.assert_close(process.forward(*inputs)[0], expected, rtol=0, atol=0)
     finally:
         process.stop()
