@@ -18,7 +18,12 @@ import torch
 from tiny_serve import tiny_adapter, tiny_client
 
 from lavt.commands.serve import wants_model_process
-from lavt.serve.model_process import ModelProcess, ModelProcessError, start_model_process
+from lavt.serve.model_process import (
+    ModelProcess,
+    ModelProcessError,
+    ensure_descriptors,
+    start_model_process,
+)
 
 EXAMPLES = Path(str(resources.files("lavt.serve") / "static" / "examples"))
 
@@ -89,3 +94,18 @@ def test_model_process_flag(flag, device, runtime, expected):
     model = argparse.Namespace(runtime=runtime)
     args = argparse.Namespace(model_process=flag)
     assert wants_model_process(args, model, torch.device(device)) is expected
+
+
+def test_descriptor_limit_is_raised_for_the_weights_or_refused(monkeypatch):
+    import resource
+
+    model = tiny_adapter().model
+    tensors = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    raised = []
+    monkeypatch.setattr(resource, "setrlimit", lambda kind, limits: raised.append(limits))
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (64, 100_000))
+    ensure_descriptors(model, spare=16)
+    assert raised == [(len(tensors) + 16, 100_000)]
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (64, 100))
+    with pytest.raises(ModelProcessError, match="file descriptors, the limit is 100"):
+        ensure_descriptors(model, spare=16)

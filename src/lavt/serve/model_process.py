@@ -63,6 +63,7 @@ class ModelProcess:
         """Spawn the child and wait until it holds the model; raises :class:`ModelProcessError`."""
         import torch.multiprocessing as torch_mp
 
+        ensure_descriptors(self.adapter.model)
         context = torch_mp.get_context("spawn")
         parent, child = context.Pipe()
         adapter = self.adapter
@@ -117,6 +118,26 @@ class ModelProcess:
             raise ModelProcessError(f"forward failed in the model process: {reply[1]}")
         _, logits, no_target = reply
         return torch.from_numpy(logits), None if no_target is None else torch.from_numpy(no_target)
+
+
+def ensure_descriptors(model: torch.nn.Module, spare: int = 1024) -> None:
+    """Each CPU tensor storage sent to the child stays open as one shared-memory file
+    descriptor: raise the soft limit (up to the hard one) so that a large model's
+    hundreds of tensors leave ``spare`` descriptors for connections."""
+    try:
+        import resource
+    except ImportError:  # Windows: no descriptor limit of this kind
+        return
+    tensors = [*model.parameters(), *model.buffers()]
+    storages = len({t.untyped_storage().data_ptr() for t in tensors if t.device.type == "cpu"})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = storages + spare
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise ModelProcessError(
+                f"{storages} weight tensors need {needed} file descriptors, the limit is {hard}"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def start_model_process(process: ModelProcess, adapter: ModelAdapter):
