@@ -8,9 +8,11 @@ under load. In a child process the forward has a GIL of its own; the server
 process keeps the HTTP work, the decoding and the encoding.
 
 The child gets the adapter's model at start (``torch.multiprocessing``, spawn:
-CPU weights are moved to shared memory once, not copied) and then, per batch,
-the batch's arrays through a pipe and sends the logits back the same way (a
-forward's inputs and outputs are a few hundred kB for the bundled model). The
+CPU weights are moved to shared memory once, not copied). A batch's inputs and
+outputs go through shared-memory tensors sized for the largest batch so far (sent
+to the child once, again only when a batch does not fit them); per batch the pipe
+carries two short messages, so a batch costs no pipe round trips per 64 kB and no
+pickling of arrays (outputs of an unexpected shape come back through the pipe). The
 child runs :func:`lavt.serve.adapter.run_forward`, the function
 :meth:`ModelAdapter.forward` runs in a thread, so the outputs are the same.
 (TorchServe's backend workers and Triton's Python-backend stubs are processes
@@ -24,7 +26,6 @@ import signal
 import threading
 from multiprocessing.connection import Connection
 
-import numpy as np
 import torch
 
 from lavt.serve.adapter import ModelAdapter, run_forward
@@ -49,6 +50,7 @@ class ModelProcess:
         self.threads = threads or torch.get_num_threads()
         self._process = None
         self._conn: Connection | None = None
+        self._buffers: tuple[torch.Tensor, ...] | None = None  # shared with the child
         self._lock = threading.Lock()
 
     @property
@@ -77,7 +79,7 @@ class ModelProcess:
             process.kill()
             code = process.exitcode
             raise ModelProcessError(f"the model process did not start (exit code {code})")
-        self._process, self._conn = process, parent
+        self._process, self._conn, self._buffers = process, parent, None
         log.info("model process %d started (%d thread(s))", process.pid, self.threads)
 
     def stop(self) -> None:
@@ -100,13 +102,18 @@ class ModelProcess:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """pixels (B, 3, S, S), input_ids/attention_mask (B, N) -> mask logits (B, 2, S, S)
         float32 and no-target logits (B, 2) float32 or None, computed in the child."""
+        count = pixels.shape[0]
         with self._lock:
             if not self.alive:  # died on an earlier batch (killed, out of memory)
                 self.stop()
                 log.warning("restarting the model process")
                 self.start()
             try:
-                self._conn.send((pixels.numpy(), input_ids.numpy(), attention_mask.numpy()))
+                buffers = self._buffers_for(pixels, input_ids)
+                inputs = (pixels, input_ids, attention_mask)
+                for buffer, tensor in zip(buffers[:3], inputs, strict=True):
+                    buffer[:count].copy_(tensor)
+                self._conn.send(("run", count))
                 reply = self._conn.recv()
             except (OSError, EOFError) as err:
                 self._process.join(timeout=5)
@@ -114,10 +121,38 @@ class ModelProcess:
                 raise ModelProcessError(
                     f"the model process died (exit code {code}): {type(err).__name__}"
                 ) from None
-        if reply[0] == "error":
-            raise ModelProcessError(f"forward failed in the model process: {reply[1]}")
-        _, logits, no_target = reply
-        return torch.from_numpy(logits), None if no_target is None else torch.from_numpy(no_target)
+            if reply[0] == "error":
+                raise ModelProcessError(f"forward failed in the model process: {reply[1]}")
+            # copied out: the next batch reuses the buffers
+            no_target = buffers[4][:count].clone() if reply[1] else None
+            return buffers[3][:count].clone(), no_target
+
+    def _buffers_for(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> tuple:
+        """The shared tensors a batch like this one fits in, sent to the child when new:
+        pixels (R, 3, S, S), input_ids and attention_mask (R, N), mask logits (R, 2, S, S),
+        no-target logits (R, 2), for R rows (the most pairs a batch had so far)."""
+        count, length = input_ids.shape
+        old = self._buffers
+        if old is not None and (
+            count <= old[0].shape[0]
+            and old[0].shape[1:] == pixels.shape[1:]
+            and old[1].shape[1] == length
+        ):
+            return old
+        rows = max(count, 0 if old is None else old[0].shape[0])
+        height, width = pixels.shape[-2:]
+        self._buffers = tuple(
+            torch.zeros(shape, dtype=dtype).share_memory_()
+            for shape, dtype in (
+                ((rows, *pixels.shape[1:]), pixels.dtype),
+                ((rows, length), input_ids.dtype),
+                ((rows, length), input_ids.dtype),
+                ((rows, 2, height, width), torch.float32),
+                ((rows, 2), torch.float32),
+            )
+        )
+        self._conn.send(("buffers", self._buffers))
+        return self._buffers
 
 
 def ensure_descriptors(model: torch.nn.Module, spare: int = 1024) -> None:
@@ -163,6 +198,7 @@ def _child_main(conn: Connection, payload: tuple) -> None:
     torch.set_num_threads(threads)
     device = torch.device(device)
     conn.send("ready")
+    buffers = None
     while True:
         try:
             message = conn.recv()
@@ -170,14 +206,20 @@ def _child_main(conn: Connection, payload: tuple) -> None:
             return
         if message is None:
             return
-        pixels, ids, attention = (torch.from_numpy(array) for array in message)
+        if message[0] == "buffers":
+            buffers = message[1]
+            continue
+        count = message[1]
+        pixels, ids, attention, out_logits, out_no_target = (b[:count] for b in buffers)
         try:
             logits, no_target = run_forward(model, device, amp, pixels, ids, attention)
-            reply = ("ok", _array(logits), None if no_target is None else _array(no_target))
+            if logits.shape != out_logits.shape:  # (B, 2, S, S) at the input's size
+                raise ValueError(f"mask logits {tuple(logits.shape)}, expected "
+                                 f"{tuple(out_logits.shape)}")  # fmt: skip
+            out_logits.copy_(logits)
+            if no_target is not None:
+                out_no_target.copy_(no_target)  # (B, 2)
+            reply = ("ok", no_target is not None)
         except Exception as err:  # the parent fails this batch's requests, we stay
             reply = ("error", f"{type(err).__name__}: {str(err)[:500]}")
         conn.send(reply)
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.cpu().numpy()
