@@ -114,3 +114,19 @@ def test_descriptor_limit_is_raised_for_the_weights_or_refused(monkeypatch):
     monkeypatch.setattr(resource, "getrlimit", lambda kind: (64, 100))
     with pytest.raises(ModelProcessError, match="file descriptors, the limit is 100"):
         ensure_descriptors(model, spare=16)
+
+
+class _DiesWhenUnpickled:
+    def __reduce__(self):
+        return (os._exit, (3,))  # the child exits while it receives the model
+
+
+@pytest.mark.slow
+def test_a_child_that_dies_at_start_leaves_the_model_in_the_server_process(caplog):
+    adapter = tiny_adapter()
+    adapter.model.bomb = _DiesWhenUnpickled()
+    process = ModelProcess(adapter)
+    with caplog.at_level(logging.WARNING, logger="lavt"):
+        forward = start_model_process(process, adapter)
+    assert forward == adapter.forward
+    assert "did not start (exit code 3)" in caplog.text

@@ -75,8 +75,14 @@ class ModelProcess:
         )
         process.start()
         child.close()
-        if not parent.poll(START_TIMEOUT_S) or parent.recv() != "ready":
+        try:
+            ready = parent.poll(START_TIMEOUT_S) and parent.recv() == "ready"
+        except (EOFError, OSError):  # it died while unpickling the model or importing
+            ready = False
+        if not ready:
             process.kill()
+            process.join(timeout=10)
+            parent.close()
             code = process.exitcode
             raise ModelProcessError(f"the model process did not start (exit code {code})")
         self._process, self._conn, self._buffers = process, parent, None
