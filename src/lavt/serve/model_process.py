@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import torch
@@ -31,6 +32,10 @@ import torch
 from lavt.serve.adapter import ModelAdapter, run_forward
 
 log = logging.getLogger("lavt")
+#: a batch's forward: (pixels, input_ids, attention_mask) -> (mask logits, no-target logits)
+Forward = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]
+]
 
 #: seconds the child may take to start (import torch, receive the model)
 START_TIMEOUT_S = 300.0
@@ -181,7 +186,7 @@ def ensure_descriptors(model: torch.nn.Module, spare: int = 1024) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-def start_model_process(process: ModelProcess, adapter: ModelAdapter):
+def start_model_process(process: ModelProcess, adapter: ModelAdapter) -> Forward:
     """Start ``process`` -> its ``forward``; ``adapter.forward`` (in the batcher's thread,
     logged) when the model cannot go to a child (a compiled or exported model, a failed
     start): the server then works as it would without the child."""
