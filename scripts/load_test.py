@@ -5,7 +5,8 @@ Starts two servers with the default model (``--max-batch 16`` and
 ``--max-batch 1``), sends each REQUESTS requests from CLIENTS concurrent
 clients (multipart, one bundled example image and one of its expressions
 each), and reports errors, p50/p99 latency, requests/s, the server's CPU
-time per request, its RSS before and after, and the throughput ratio. The
+time per request (its model process included), its RSS and the PSS of its
+processes before and after, and the throughput ratio. The
 rounds alternate between the two servers, so that other work on the machine
 weighs on both alike. In the same run, before and after the servers, it
 measures the ceiling: the same model's own forward rate at batch 16
@@ -52,19 +53,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``lavt serve``'s model process, multiprocessing's helper)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    return tree
+
+
+def memory_mb(pid: int) -> dict:
+    """RSS of ``pid`` alone, and PSS (shared pages split between their users) of its tree."""
+    rss = pss = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{member}/smaps_rollup", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("Rss:") and member == pid:
+                        rss = int(line.split()[1]) / 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) / 1024
+    return {"rss": round(rss, 1), "pss_tree": round(pss, 1)}
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of process ``pid`` and its descendants (all threads)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def forward_rate(threads: int, dtype: str, repeats: int) -> dict:
@@ -227,11 +252,12 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> lis
         servers = {}
         for max_batch in batches:
             flags = ["--device", "cpu", "--max-batch", str(max_batch), "--dtype", args.dtype,
-                     "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024"]  # fmt: skip
+                     "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024",
+                     "--model-process", args.model_process]  # fmt: skip
             servers[max_batch] = stack.enter_context(server(flags, args.server_threads))
         for url, _ in servers.values():
             asyncio.run(run_clients(url, args.warmup, args.clients))
-        rss_before = {b: rss_mb(pid) for b, (_, pid) in servers.items()}
+        memory_before = {b: memory_mb(pid) for b, (_, pid) in servers.items()}
         cpu_before = {b: cpu_seconds(pid) for b, (_, pid) in servers.items()}
         totals = {b: ([], {}, 0.0) for b in batches}
         per_round = args.requests // args.rounds
@@ -246,10 +272,14 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> lis
         runs = []
         for b, (url, pid) in servers.items():
             cpu_ms = 1000 * (cpu_seconds(pid) - cpu_before[b]) / max(1, len(totals[b][0]))
+            memory_after = memory_mb(pid)
             runs.append({"max_batch": b, **summary(*totals[b], args.clients), **batch_stats(url),
                          "server_cpu_ms_per_request": round(cpu_ms, 3),
-                         "server_rss_mb_before": round(rss_before[b], 1),
-                         "server_rss_mb_after": round(rss_mb(pid), 1)})  # fmt: skip
+                         "server_processes": len(process_tree(pid)),
+                         "server_rss_mb_before": memory_before[b]["rss"],
+                         "server_rss_mb_after": memory_after["rss"],
+                         "server_pss_mb_before": memory_before[b]["pss_tree"],
+                         "server_pss_mb_after": memory_after["pss_tree"]})  # fmt: skip
     return runs
 
 
@@ -262,6 +292,8 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--server-threads", type=int, default=1, help="server's OMP_NUM_THREADS")
     parser.add_argument("--dtype", default="auto", help="the servers' and the ceiling's --dtype")
+    parser.add_argument("--model-process", default="auto", choices=("auto", "on", "off"),
+                        help="the servers' --model-process")  # fmt: skip
     parser.add_argument("--ceiling-repeats", type=int, default=20, help="timed forwards")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
@@ -299,6 +331,7 @@ def main() -> int:
             "server_omp_threads": args.server_threads,
             "torch": torch.__version__,
             "max_wait_ms": args.max_wait_ms,
+            "model_process": args.model_process,
             "rounds": args.rounds,
             "note": "client and servers on the same loopback host; rounds alternate configs",
             "runs": runs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -61,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with a key, serve /metrics without one (default: /metrics needs the key)",
     )
+    parser.add_argument(
+        "--model-process",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run the model in a child process, beside the HTTP work rather than sharing "
+        "its GIL (auto: on for a PyTorch model on the CPU)",
+    )
     add_no_target_flags(parser)
     parser.set_defaults(_flags={"request_timeout_s": "--request-timeout"})
 
@@ -90,6 +98,14 @@ def api_key(flag: str | None) -> str | None:
     """The key from ``--api-key``, else ``$LAVT_API_KEY`` (empty: none)."""
     key = flag if flag is not None else os.environ.get(API_KEY_ENV)
     return key or None
+
+
+def wants_model_process(args: argparse.Namespace, model, device) -> bool:
+    """``--model-process``: auto is on for a PyTorch model on the CPU (where the forward's
+    Python and the server's share one GIL); off on a GPU and for an exported graph."""
+    if args.model_process != "auto":
+        return args.model_process == "on"
+    return device.type == "cpu" and getattr(model, "runtime", "torch") == "torch"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     check_dtype(args.dtype)  # a bad name fails before the model loads
     checkpoint = args.checkpoint if args.checkpoint is not None else default_model_path()
     model = load_model(checkpoint, device=device)
+    config = dataclasses.replace(config, model_process=wants_model_process(args, model, device))
     adapter = ModelAdapter(
         model,
         device=device,
@@ -137,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(adapter, config)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     log.info(
-        "serving %s in %s (%s) on http://%s:%d/",
+        "serving %s in %s (%s)%s on http://%s:%d/",
         adapter.name,
         adapter.precision.name,
         adapter.precision.reason,
+        ", the model in a child process" if config.model_process else "",
         args.host,
         args.port,
     )

@@ -10,7 +10,9 @@
 
 Modules: :mod:`~lavt.serve.adapter` (the only code touching the model),
 :mod:`~lavt.serve.batcher` (dynamic batching in one worker thread),
+:mod:`~lavt.serve.model_process` (the forwards in a child process, the CLI's default on a CPU),
 :mod:`~lavt.serve.limits` (body limit while streaming),
-:mod:`~lavt.serve.inputs` (request parsing), :func:`lavt.predict.encode.encode_prediction` (RLE),
+:mod:`~lavt.serve.inputs` (request parsing), :mod:`~lavt.serve.multipart` (form bodies),
+:func:`lavt.predict.encode.encode_prediction` (RLE),
 :mod:`~lavt.serve.app` (routes). FastAPI and uvicorn come with the ``serve`` extra.
 """

@@ -49,6 +49,29 @@ class PreparedImage:
         return len(self.texts)
 
 
+@torch.inference_mode()
+def run_forward(
+    model: LAVT,
+    device: torch.device,
+    amp: torch.dtype | None,
+    pixels: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward of ``model`` on ``device`` under autocast to ``amp``: pixels (B, 3, S, S),
+    input_ids/attention_mask (B, N) -> mask logits (B, 2, S, S) float32 and no-target
+    logits (B, 2) float32, or None without a head. The server's one forward, in its
+    batcher thread or in :mod:`lavt.serve.model_process`."""
+    with autocast(device, amp):
+        logits, no_target = model(
+            pixels.to(device),
+            input_ids.to(device),
+            attention_mask.to(device),
+            return_no_target=True,
+        )
+    return logits.float(), None if no_target is None else no_target.float()
+
+
 class ModelAdapter:
     """A LAVT on a device, with the predictor's pre- and postprocessing."""
 
@@ -125,20 +148,12 @@ class ModelAdapter:
         unknown = unknown_words(self.tokenizer, texts)
         return PreparedImage(pixels, ids, attention, list(texts), width, height, unknown)
 
-    @torch.inference_mode()
     def forward(
         self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """pixels (B, 3, S, S), input_ids/attention_mask (B, N) -> mask logits (B, 2, S, S)
         float32 and no-target logits (B, 2) float32, or None without a head."""
-        with autocast(self.device, self.amp):
-            logits, no_target = self.model(
-                pixels.to(self.device),
-                input_ids.to(self.device),
-                attention_mask.to(self.device),
-                return_no_target=True,
-            )
-        return logits.float(), None if no_target is None else no_target.float()
+        return run_forward(self.model, self.device, self.amp, pixels, input_ids, attention_mask)
 
     @torch.inference_mode()
     def postprocess(

@@ -2,14 +2,18 @@
 
 Request flow: the body streams through :class:`BodyLimitMiddleware`; the
 image is decoded and tokenized in a worker thread; the request joins the
-:class:`DynamicBatcher` queue; its logits come back and are turned into masks
-(again in a worker thread). The whole request runs under a deadline.
+:class:`DynamicBatcher` queue, whose forwards run in its thread or, with
+``config.model_process``, in a child process (:mod:`lavt.serve.model_process`);
+its logits come back and are turned into masks and the JSON body (again in a
+worker thread). The whole request runs under a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import time
 from importlib import resources
@@ -20,7 +24,6 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lavt.serve.adapter import ModelAdapter, PreparedImage
@@ -31,6 +34,7 @@ from lavt.serve.errors import ApiError, error_response
 from lavt.serve.inputs import SegmentRequest, decode_image, read_segment_request
 from lavt.serve.limits import BodyLimitMiddleware, BodyTooLarge
 from lavt.serve.metrics import Metrics
+from lavt.serve.model_process import ModelProcess, start_model_process
 from lavt.serve.openapi import install_openapi
 from lavt.serve.respond import segment_body
 
@@ -45,6 +49,8 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
     """The app serving ``adapter``'s model under ``config``'s limits."""
     config = config or ServeConfig()
     metrics = Metrics()
+    model_process = ModelProcess(adapter) if config.model_process else None
+    workers: list[concurrent.futures.ThreadPoolExecutor] = []  # the lifespan's pool
     batcher = DynamicBatcher(
         adapter,
         max_batch=config.max_batch,
@@ -61,11 +67,19 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         # decoding and mask encoding are short: a few threads suffice, and fewer
         # threads mean fewer malloc arenas and less GIL contention with the model thread
         to_thread.current_default_thread_limiter().total_tokens = config.worker_threads
+        # a plain executor for the per-request work: one hop costs the event loop less
+        # than anyio's (no capacity limiter, cancel scope or context copy per call)
+        workers.append(concurrent.futures.ThreadPoolExecutor(config.worker_threads, "lavt-worker"))
+        if model_process is not None:
+            batcher.forward = start_model_process(model_process, adapter)
         batcher.start()
         try:
             yield
         finally:
             batcher.stop()
+            if model_process is not None:
+                model_process.stop()
+            workers.pop().shutdown(wait=False)
 
     app = FastAPI(title="lavt", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
@@ -128,7 +142,8 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
 
     async def _segment(request: Request, deadline: float) -> Response:
         parsed: SegmentRequest = await read_segment_request(request, config)
-        prepared = await run_in_threadpool(_prepare, parsed)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(workers[-1], _prepare, parsed)
         try:
             job = batcher.submit(prepared, deadline)
         except QueueFull as err:
@@ -139,8 +154,12 @@ def create_app(adapter: ModelAdapter, config: ServeConfig | None = None) -> Fast
         except asyncio.CancelledError:
             batcher.cancel(job)
             raise
-        body = await run_in_threadpool(
-            segment_body, adapter, outputs, prepared, return_png=parsed.return_png
+        body = await loop.run_in_executor(
+            workers[-1],
+            functools.partial(segment_body, return_png=parsed.return_png),
+            adapter,
+            outputs,
+            prepared,
         )  # masks, RLE/PNG and JSON text, all off the event loop
         return Response(body, media_type="application/json")
 

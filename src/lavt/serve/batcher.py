@@ -59,8 +59,12 @@ class DynamicBatcher:
         max_queue: int,
         on_batch: Callable[[int], None] = lambda size: None,
         on_queue: Callable[[int], None] = lambda length: None,
+        forward: Callable | None = None,
     ) -> None:
         self.adapter = adapter
+        #: what runs a batch: ``adapter.forward`` in this thread, or a
+        #: :class:`lavt.serve.model_process.ModelProcess`'s (same signature)
+        self.forward = forward or adapter.forward
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -161,7 +165,7 @@ class DynamicBatcher:
         ids = torch.cat([job.prepared.input_ids[a:b] for job, a, b in rows])  # (B, N)
         attention = torch.cat([job.prepared.attention_mask[a:b] for job, a, b in rows])  # (B, N)
         self._on_batch(pixels.shape[0])
-        logits, no_target = self.adapter.forward(pixels, ids, attention)  # (B, 2, S, S), (B, 2)
+        logits, no_target = self.forward(pixels, ids, attention)  # (B, 2, S, S), (B, 2)
         offset = 0
         for job, a, b in rows:
             part = slice(offset, offset + b - a)

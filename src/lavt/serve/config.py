@@ -20,6 +20,9 @@ class ServeConfig:
     per-request deadline (body upload included) after which the answer is 504.
     ``api_key``: when set, every ``/v1/*`` route (and ``/metrics`` unless
     ``metrics_open``) needs ``Authorization: Bearer <api_key>``; never shown in a repr.
+    ``model_process``: the forward runs in a child process
+    (:mod:`lavt.serve.model_process`); ``lavt serve`` turns it on for a PyTorch model on
+    the CPU, :func:`~lavt.serve.app.create_app` alone keeps it in a thread.
     """
 
     max_batch: int = 16
@@ -31,6 +34,7 @@ class ServeConfig:
     max_text_chars: int = 200
     request_timeout_s: float = 30.0
     worker_threads: int = 4  # threads decoding images and encoding masks
+    model_process: bool = False  # the forward in a child process (lavt.serve.model_process)
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     api_key: str | None = field(default=None, repr=False)
     metrics_open: bool = False  # with an api_key: /metrics without one too

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from lavt.errors import InputError
 from lavt.imageio import load_image_bytes
 from lavt.serve.config import ServeConfig
 from lavt.serve.errors import ApiError
-from lavt.serve.limits import BodyTooLarge
+from lavt.serve.multipart import MultipartError, Upload, read_form
 
 #: spellings of a yes/no field in a query string or a multipart form (any case)
 FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
@@ -90,20 +89,18 @@ async def read_segment_request(request: Request, config: ServeConfig) -> Segment
 async def _read_multipart(request: Request, config: ServeConfig) -> SegmentRequest:
     limit = form_fields_limit(config)
     try:
-        form = await request.form(max_files=1, max_fields=limit)
-    except BodyTooLarge:
-        raise
-    except Exception as err:  # python-multipart's and starlette's parse errors
+        form = await read_form(request, max_files=1, max_fields=limit)
+    except MultipartError as err:
         if "Too many fields" in str(err):
             raise ApiError(422, too_many_texts(f"over {limit}", config)) from None
         raise ApiError(422, f"malformed multipart body ({err})") from None
     upload = form.get("image")
-    if not isinstance(upload, UploadFile):
+    if not isinstance(upload, Upload):
         raise ApiError(422, "image: missing (send the picture as a file field named 'image')")
     texts = form.getlist("text")  # strings: the one file allowed is the image
     png = form.get("return_png")
     png = False if png is None else parse_flag(png, "return_png")
-    return SegmentRequest(await upload.read(), upload.filename or "upload", texts, png)
+    return SegmentRequest(upload.data, upload.filename or "upload", texts, png)
 
 
 def _json_texts(body: dict) -> list[str]:
