@@ -35,8 +35,18 @@ def batch(adapter, size: int = 3):
     return pixels, ids, attention
 
 
+@pytest.fixture
+def one_thread():
+    """The child runs on threads=1: the in-thread forward it equals bit for bit runs so too
+    (another thread count sums in another order)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
-def test_child_forward_equals_thread_forward_survives_errors_and_deaths():
+def test_child_forward_equals_thread_forward_survives_errors_and_deaths(one_thread):
     adapter = tiny_adapter()
     inputs = batch(adapter)
     expected, _ = adapter.forward(*inputs)  # (B, 2, S, S)
