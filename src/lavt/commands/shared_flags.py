@@ -88,6 +88,26 @@ def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
     )
 
 
+def add_compile_flag(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: torch.compile the inference model
+    (:func:`lavt.precision.compile_for_inference`)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile (inductor) the model with its weights frozen; the first batch of "
+        "each new shape compiles, minutes for Swin-B on a CPU (default: off)",
+    )
+
+
+def check_compile_flag(args: argparse.Namespace) -> None:
+    """Refuse ``--compile`` with a runtime other than torch (an exported graph)."""
+    from lavt.errors import InputError
+
+    runtime = getattr(args, "runtime", "torch")
+    if getattr(args, "compile", False) and runtime != "torch":
+        raise InputError(f"compile: compiles a torch model, not a {runtime} graph", param="compile")
+
+
 def add_split_by_flag(parser: argparse.ArgumentParser) -> None:
     """``--splitBy``: which ``refs(<splitBy>).p`` of the dataset is read."""
     parser.add_argument(
