@@ -266,8 +266,7 @@ class MultiModalSwin(StagedBackbone):
     """Swin backbone with language fusion after each stage.
 
     ``forward(image (B,3,H,W), lang (B,D,N), lang_mask (B,N,1))`` returns the
-    four stage outputs ``LayerNorm_s(r_s)`` as (B, C_s, H_s, W_s), H_1 = ceil(H/4), in
-    channels-last memory.
+    four stage outputs ``LayerNorm_s(r_s)`` as (B, C_s, H_s, W_s), H_1 = ceil(H/4).
     """
 
     def __init__(self, config: LAVTConfig) -> None:
@@ -299,9 +298,7 @@ class MultiModalSwin(StagedBackbone):
         for s, stage in enumerate(self.layers):
             fused, x = stage(x, lang, lang_mask)
             out = getattr(self, f"norm{s}")(fused)  # (B, H_s, W_s, C_s)
-            # (B, H_s, W_s, C_s) -> (B, C_s, H_s, W_s) in channels-last memory, no copy: the
-            # decoder's convolutions then run channels-last (oneDNN's own layout; faster in bf16)
-            outputs.append(out.permute(0, 3, 1, 2))
+            outputs.append(out.permute(0, 3, 1, 2).contiguous())  # -> (B, C_s, H_s, W_s)
         return outputs
 
 
