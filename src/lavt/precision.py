@@ -11,9 +11,9 @@
   statistics stay float32 (shared with the caller's model, not copied), and
   autocast keeps its own float32 ops (InstanceNorm, the final upsampling). The
   weights are not re-cast at every call (autocast's cast cache is off under
-  ``inference_mode``). The PWAM islands cost about 2% of the bf16 time and lift
-  the mask's pixel agreement with float32 on the side-by-side's random-weight
-  Swin-B from 98.7% to 99.7% (docs/cpu_inference.md);
+  ``inference_mode``). The PWAMs are about 1% of Swin-B's FLOPs; in float32 they
+  lift the mask's pixel agreement with float32 on the side-by-side's random-weight
+  Swin-B from 98.73% to 99.66% (docs/cpu_inference.md);
 - ``bf16-all`` (``bfloat16-all``): the same without islands, every matrix
   product in bf16 (its outputs are those of the plain autocast path);
 - ``int8``: dynamic int8 quantisation of the ``nn.Linear`` layers (weights int8,
@@ -69,7 +69,7 @@ MIN_EMBED_DIM = 64
 MATMUL_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 #: modules the bf16/fp16 paths run in float32 (weights and activations): the PWAMs. Chosen by
 #: measurement on the side-by-side's Swin-B (docs/cpu_inference.md, "Agreement").
-FLOAT32_MODULES = (PWAM, SpatioTemporalPWAM)
+FLOAT32_MODULES = (PWAM, SpatioTemporalPWAM)  # their island classes: FLOAT32_ISLANDS
 
 
 @dataclass(frozen=True)
@@ -203,10 +203,19 @@ def _as_float32(value: object) -> object:
     return value
 
 
-@functools.cache
-def _island_class(cls: type) -> type:
-    """``cls`` with :class:`_Float32Island`'s forward (one class per module type)."""
-    return type(f"Float32{cls.__name__}", (_Float32Island, cls), {"__module__": __name__})
+class Float32PWAM(_Float32Island, PWAM):
+    """A PWAM run in float32 inside a bf16/fp16 model."""
+
+
+class Float32SpatioTemporalPWAM(_Float32Island, SpatioTemporalPWAM):
+    """A video PWAM run in float32 inside a bf16/fp16 model."""
+
+
+#: the float32 island class of each module type the bf16/fp16 paths keep in float32
+FLOAT32_ISLANDS: dict[type, type] = {
+    PWAM: Float32PWAM,
+    SpatioTemporalPWAM: Float32SpatioTemporalPWAM,
+}
 
 
 def runs_in_float32(module: nn.Module) -> bool:
@@ -227,7 +236,7 @@ def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
     islands = [
         name
         for name, m in model.named_modules()
-        if precision in _WITH_ISLANDS and isinstance(m, FLOAT32_MODULES)
+        if precision in _WITH_ISLANDS and (type(m) in FLOAT32_MODULES or runs_in_float32(m))
     ]
     kept = {id(m) for name in islands for m in model.get_submodule(name).modules()}
     cast = [m for m in model.modules() if isinstance(m, MATMUL_MODULES) and id(m) not in kept]
@@ -245,8 +254,7 @@ def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
             module.to(dtype)
     for name in islands:
         island = model.get_submodule(name)
-        if not runs_in_float32(island):
-            island.__class__ = _island_class(type(island))
+        island.__class__ = FLOAT32_ISLANDS.get(type(island), type(island))
     return model
 
 

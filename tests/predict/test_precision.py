@@ -187,6 +187,8 @@ def test_load_model_dtype(tmp_path):
     assert fusion.project_mm[0].weight.dtype == torch.float32
     duplicate = copy.deepcopy(model)  # an island stays one in a copy (its class, not a closure)
     assert precision.runs_in_float32(duplicate.backbone.layers[2].fusion)
+    again = cast_for_inference(model, "bf16")  # a bf16 model cast again keeps its islands
+    assert again.backbone.layers[2].fusion.project_mm[0].weight.dtype == torch.float32
     quantised = load_model(default_model_path(), dtype="int8")
     assert not any(isinstance(m, nn.Linear) and type(m) is nn.Linear for m in quantised.modules())
     assert load_model(default_model_path()).backbone.patch_embed.proj.weight.dtype == torch.float32
