@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import lavt.precision as precision
+from conftest import tiny_model_and_inputs
 from lavt.assets import default_model_path
 from lavt.cli import main
 from lavt.modeling.fusion import PWAM
@@ -84,3 +85,16 @@ def test_compiled_bf16_island_matches_eager():
         got = compiled(x.bfloat16(), lang, lang_mask)
     assert got.dtype == want.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bf16_policy_is_one_graph():
+    """The float32 islands (autocast off inside autocast) break no graph under dynamo."""
+    torch._dynamo.reset()
+    model, inputs = tiny_model_and_inputs()
+    fast = precision.cast_for_inference(model.eval(), "bf16")
+    assert any(precision.runs_in_float32(m) for m in fast.modules())
+    with torch.inference_mode(), autocast("cpu", torch.bfloat16):
+        explained = torch._dynamo.explain(fast)(*inputs)
+    reasons = [b.reason.splitlines()[0] for b in explained.break_reasons]
+    assert explained.graph_count == 1 and not reasons, reasons

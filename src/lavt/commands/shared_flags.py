@@ -81,8 +81,9 @@ def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
         dest="dtype",
         default=default,
         metavar="DTYPE",
-        help="auto, float32 (none), bfloat16, float16 or int8 (CPU): low precision runs a "
-        "copy of the model with its weights cast once; auto picks bfloat16 only on a CPU "
+        help="auto, float32 (none), bfloat16, bfloat16-all, float16 or int8 (CPU): low "
+        "precision runs a copy of the model with its weights cast once, the language fusion "
+        "(PWAMs) kept float32 except with bfloat16-all; auto picks bfloat16 only on a CPU "
         "with fast bf16 matrix products (AMX, AVX512-BF16) and a model large enough to "
         "gain, and logs why (default: %(default)s)",
     )
