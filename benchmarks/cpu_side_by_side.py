@@ -8,7 +8,7 @@ parses the printed medians, and writes them with the machine's description:
         --harness /work/shared/reference/harness/side_by_side.py --runs 3 \\
         --out benchmarks/cpu_side_by_side.json -- --reps 5 --threads 2 --bf16
 
-The fast paths of ``lavt.precision`` (bf16 copy, int8) with ``--harness
+The fast paths of ``lavt.precision`` (bf16 policy, bf16-all, int8, compiled) with ``--harness
 benchmarks/side_by_side_fast.py`` (its docstring has the command).
 """
 
@@ -33,6 +33,7 @@ AGREE = re.compile(
     r"^pixel agreement (?P<name>.+?): (?P<ref>[\d.]+) with the reference fp32, "
     r"(?P<ours>[\d.]+) with lavt fp32$"
 )
+COMPILE = re.compile(r"^compile (?P<name>.+?): (?P<s>[\d.]+) s \(first call\)$")
 AUTO = re.compile(r"^lavt --dtype auto picks (?P<choice>.+)$")
 DIFF = re.compile(
     r"fp32 max \|diff\| / max \|logit\| = (?P<err>\S+?)(; bf16 pixel agreement (?P<agree>\S+))?$"
@@ -78,6 +79,8 @@ def parse(text: str) -> dict:
                 "with_reference_fp32": float(m["ref"]),
                 "with_lavt_fp32": float(m["ours"]),
             }
+        elif m := COMPILE.match(line.strip()):
+            run.setdefault("compile_s", {})[m["name"]] = float(m["s"])
         elif m := AUTO.match(line.strip()):
             run["dtype_auto"] = m["choice"]
     return run

@@ -5,11 +5,17 @@
 - ``float32`` (``fp32``): the model as loaded;
 - ``bfloat16``/``float16`` (``bf16``/``fp16``): a copy whose matrix-product
   weights (``nn.Linear``, ``nn.Conv1d``/``Conv2d``) are cast once, run under
-  autocast. Norms, embeddings, the relative-position tables and BatchNorm
+  autocast, except in the float32 islands: the pixel-word attention modules
+  (every stage's PWAM, :data:`FLOAT32_MODULES`) keep float32 weights and run with
+  autocast off. Norms, embeddings, the relative-position tables and BatchNorm
   statistics stay float32 (shared with the caller's model, not copied), and
-  autocast keeps its float32 islands (InstanceNorm, the final upsampling), so the
-  outputs are those of the plain autocast path, without re-casting every weight at
-  every call (autocast's cast cache is off under ``inference_mode``);
+  autocast keeps its own float32 ops (InstanceNorm, the final upsampling). The
+  weights are not re-cast at every call (autocast's cast cache is off under
+  ``inference_mode``). The PWAMs are about 1% of Swin-B's FLOPs; in float32 they
+  lift the mask's pixel agreement with float32 on the side-by-side's random-weight
+  Swin-B from 98.73% to 99.66% (docs/cpu_inference.md);
+- ``bf16-all`` (``bfloat16-all``): the same without islands, every matrix
+  product in bf16 (its outputs are those of the plain autocast path);
 - ``int8``: dynamic int8 quantisation of the ``nn.Linear`` layers (weights int8,
   activations quantised per call; ``torch.ao.quantization.quantize_dynamic``),
   CPU only;
@@ -35,18 +41,24 @@ import torch
 from torch import nn
 
 from lavt.errors import InputError
+from lavt.modeling.fusion import PWAM
+from lavt.modeling.video_fusion import SpatioTemporalPWAM
 
 log = logging.getLogger("lavt")
 
 #: accepted ``--dtype`` names (``none`` is the old ``--amp none``: float32).
 INFERENCE_DTYPES = (
-    "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8", "none",
+    "auto", "float32", "fp32", "bfloat16", "bf16", "bfloat16-all", "bf16-all", "float16", "fp16",
+    "int8", "none",
 )  # fmt: skip
 _CANONICAL = {
     "float32": "fp32", "fp32": "fp32", "none": "fp32", "bfloat16": "bf16", "bf16": "bf16",
-    "float16": "fp16", "fp16": "fp16", "int8": "int8",
+    "bfloat16-all": "bf16-all", "bf16-all": "bf16-all", "float16": "fp16", "fp16": "fp16",
+    "int8": "int8",
 }  # fmt: skip
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP = {"bf16": torch.bfloat16, "bf16-all": torch.bfloat16, "fp16": torch.float16}
+#: low-precision paths with float32 islands (``bf16-all`` has none)
+_WITH_ISLANDS = ("bf16", "fp16")
 #: CPU flags (``/proc/cpuinfo``) of a bf16 matrix unit: Intel AMX, AVX512-BF16 (Intel, AMD Zen 4+).
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 #: bf16 must beat fp32 by this factor in the probe for ``auto`` to pick it.
@@ -55,6 +67,9 @@ MIN_PROBE_SPEEDUP = 1.3
 MIN_EMBED_DIM = 64
 #: modules whose weights feed matrix products (autocast runs them in the low dtype).
 MATMUL_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+#: modules the bf16/fp16 paths run in float32 (weights and activations): the PWAMs. Chosen by
+#: measurement on the side-by-side's Swin-B (docs/cpu_inference.md, "Agreement").
+FLOAT32_MODULES = (PWAM, SpatioTemporalPWAM)  # their island classes: FLOAT32_ISLANDS
 
 
 @dataclass(frozen=True)
@@ -156,7 +171,8 @@ def choose_precision(
 
 
 def cast_for_inference(model: nn.Module, precision: str, *, copy_model: bool = True) -> nn.Module:
-    """The model that runs ``precision`` (fp32, bf16, fp16 or int8; see the module docstring).
+    """The model that runs ``precision`` (fp32, bf16, bf16-all, fp16 or int8; see the module
+    docstring).
 
     With ``copy_model`` the caller's model is left untouched: bf16/fp16 copies
     share every tensor they keep in float32 with it (only the matrix-product
@@ -166,6 +182,45 @@ def cast_for_inference(model: nn.Module, precision: str, *, copy_model: bool = T
         return model
     with torch.inference_mode(False):  # normal tensors even when called under inference mode
         return _cast(model, precision, copy_model=copy_model)
+
+
+class _Float32Island:
+    """Mixin of a module that runs in float32 inside a low-precision model: floating
+    inputs cast to float32, autocast off; the output stays float32."""
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        args = tuple(_as_float32(a) for a in args)
+        kwargs = {k: _as_float32(v) for k, v in kwargs.items()}
+        with torch.autocast(device, enabled=False):
+            return super().forward(*args, **kwargs)
+
+
+def _as_float32(value: object) -> object:
+    """A floating tensor as float32; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float()
+    return value
+
+
+class Float32PWAM(_Float32Island, PWAM):
+    """A PWAM run in float32 inside a bf16/fp16 model."""
+
+
+class Float32SpatioTemporalPWAM(_Float32Island, SpatioTemporalPWAM):
+    """A video PWAM run in float32 inside a bf16/fp16 model."""
+
+
+#: the float32 island class of each module type the bf16/fp16 paths keep in float32
+FLOAT32_ISLANDS: dict[type, type] = {
+    PWAM: Float32PWAM,
+    SpatioTemporalPWAM: Float32SpatioTemporalPWAM,
+}
+
+
+def runs_in_float32(module: nn.Module) -> bool:
+    """Whether ``module`` is a float32 island of a bf16/fp16 model."""
+    return isinstance(module, _Float32Island)
 
 
 def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
@@ -178,19 +233,29 @@ def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
 
             return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=not copy_model)
     dtype = _AMP[precision]
-    cast = [m for m in model.modules() if isinstance(m, MATMUL_MODULES)]
-    if not copy_model:
+    islands = [
+        name
+        for name, m in model.named_modules()
+        if precision in _WITH_ISLANDS and (type(m) in FLOAT32_MODULES or runs_in_float32(m))
+    ]
+    kept = {id(m) for name in islands for m in model.get_submodule(name).modules()}
+    cast = [m for m in model.modules() if isinstance(m, MATMUL_MODULES) and id(m) not in kept]
+    if copy_model:
+        low = {id(p) for m in cast for p in m.parameters(recurse=False)}
+        memo: dict[int, object] = {}
+        for tensor in [*model.parameters(), *model.buffers()]:  # kept float32: shared, not copied
+            if id(tensor) in low:
+                memo[id(tensor)] = nn.Parameter(tensor.detach().to(dtype), requires_grad=False)
+            else:
+                memo[id(tensor)] = tensor
+        model = copy.deepcopy(model, memo)
+    else:
         for module in cast:
             module.to(dtype)
-        return model
-    low = {id(p) for m in cast for p in m.parameters(recurse=False)}
-    memo: dict[int, object] = {}
-    for tensor in [*model.parameters(), *model.buffers()]:  # kept float32: shared, not copied
-        if id(tensor) in low:
-            memo[id(tensor)] = nn.Parameter(tensor.detach().to(dtype), requires_grad=False)
-        else:
-            memo[id(tensor)] = tensor
-    return copy.deepcopy(model, memo)
+    for name in islands:
+        island = model.get_submodule(name)
+        island.__class__ = FLOAT32_ISLANDS.get(type(island), type(island))
+    return model
 
 
 def check_dtype(dtype: str | torch.dtype | None, *, runtime: str = "torch") -> str:
@@ -235,3 +300,23 @@ def prepare_for_inference(
     log.log(level, "inference dtype %s (%s)", precision.name, precision.reason)
     model = model.to(device).eval()
     return cast_for_inference(model, precision.name, copy_model=copy_model).eval(), precision
+
+
+def compile_for_inference(
+    model: nn.Module, *, freezing: bool = True, mode: str = "default"
+) -> nn.Module:
+    """``torch.compile`` (inductor) of an inference model (``--compile``).
+
+    With ``freezing`` the weights become constants of the graph (inductor's
+    ``freezing``: constant folding, oneDNN weight prepacking on the CPU); it
+    applies to calls without gradients (the predictor's ``inference_mode``), and a
+    weight changed afterwards is not seen. Shapes are static: each new input shape
+    (batch size, image side) compiles once more, which for Swin-B takes minutes on
+    a 2-core CPU. Attributes (``config``, ``vocab``) read through to ``model``.
+    ``mode`` is torch.compile's (``reduce-overhead``: CUDA graphs on a GPU).
+    """
+    if not freezing:
+        return torch.compile(model, mode=mode, dynamic=False)
+    # torch.compile takes a mode or options, not both: the mode's options plus freezing
+    options = {**torch._inductor.list_mode_options(mode), "freezing": True}
+    return torch.compile(model, dynamic=False, options=options)

@@ -125,3 +125,21 @@ def test_checkpoint_and_preset_exclude_each_other(capsys):
     with pytest.raises(InputError, match="train mode takes") as info:
         run_benchmark(mode="train", dtype="int8", config=tiny_config(), **TINY)
     assert info.value.param == "dtype"
+
+
+def test_infer_compile_freezes_and_reports_the_compile_apart(monkeypatch):
+    """--compile in infer mode goes through compile_for_inference (frozen weights, as
+    lavt predict --compile); its first call is timed apart (a stand-in compiler here)."""
+    import lavt.bench.steps as steps
+
+    compiled = []
+
+    def spy(model, **kwargs):
+        compiled.append(kwargs)
+        return model
+
+    monkeypatch.setattr(steps, "compile_for_inference", spy)
+    result = run_benchmark(mode="infer", config=tiny_config(), compile_model=True, **TINY)
+    assert compiled == [{"mode": "default"}]
+    assert result.compile and result.extra["compile_s (first call)"] >= 0
+    assert "compile_s (first call)" in result.table()

@@ -3,6 +3,7 @@ caller's model left untouched, and masks that agree with float32 on the bundled 
 
 from __future__ import annotations
 
+import copy
 import json
 from importlib import resources
 from pathlib import Path
@@ -94,32 +95,67 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+ISLANDS = [f"backbone.layers.{s}.fusion" for s in range(4)]  # the bundled model's PWAMs
+
+
+def _in_island(name: str) -> bool:
+    return any(name == i or name.startswith(i + ".") for i in ISLANDS)
+
+
 def test_bf16_copy_leaves_the_caller_model_alone(bundled):
     before = _snapshot(bundled)
+    classes = {name: type(m) for name, m in bundled.named_modules()}
     predictor = Predictor(bundled, device="cpu", dtype="bf16")
     after = bundled.state_dict()
     assert all(
         torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in after
     )
-    copy = predictor.model
-    assert copy is not bundled
-    for name, module in copy.named_modules():
+    assert {name: type(m) for name, m in bundled.named_modules()} == classes
+    fast = predictor.model
+    assert fast is not bundled
+    assert [n for n, m in fast.named_modules() if precision.runs_in_float32(m)] == ISLANDS
+    for name, module in fast.named_modules():
         if isinstance(module, precision.MATMUL_MODULES):
-            assert module.weight.dtype == torch.bfloat16, name
-    norm = copy.backbone.patch_embed.norm.weight  # kept float32 and shared, not copied
-    assert norm.dtype == torch.float32
-    assert norm.data_ptr() == bundled.backbone.patch_embed.norm.weight.data_ptr()
+            want = torch.float32 if _in_island(name) else torch.bfloat16
+            assert module.weight.dtype == want, name
+    # kept float32: shared with the caller's model, not copied
+    for name in ("backbone.patch_embed.norm", "backbone.layers.0.fusion.vis_project.0"):
+        kept = fast.get_submodule(name).weight
+        assert kept.dtype == torch.float32
+        assert kept.data_ptr() == bundled.get_submodule(name).weight.data_ptr()
 
 
-def test_bf16_copy_gives_the_autocast_path_outputs(bundled):
-    """Casting the weights once changes nothing autocast computes, only when it casts."""
-    copy = cast_for_inference(bundled, "bf16")
+def test_bf16_policy_runs_the_pwams_in_float32(bundled):
+    """Under autocast the islands compute in float32, the Swin blocks in bf16."""
+    fast = cast_for_inference(bundled, "bf16")
+    seen: dict[str, torch.dtype] = {}
+
+    def record(name):
+        return lambda module, args, out: seen.__setitem__(name, out.dtype)
+
+    for name in ("backbone.layers.1.fusion.image_lang_att.W.0", "backbone.layers.1.blocks.0.mlp"):
+        fast.get_submodule(name).register_forward_hook(record(name))
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(1, 3, 64, 64, generator=g)
+    ids = torch.randint(1, 40, (1, 12), generator=g)
+    with torch.inference_mode(), autocast("cpu", torch.bfloat16):
+        fast(image, ids, torch.ones(1, 12, dtype=torch.long))
+    assert seen == {
+        "backbone.layers.1.fusion.image_lang_att.W.0": torch.float32,
+        "backbone.layers.1.blocks.0.mlp": torch.bfloat16,
+    }
+
+
+def test_bf16_all_copy_gives_the_autocast_path_outputs(bundled):
+    """Casting every weight once changes nothing autocast computes, only when it casts."""
+    fast = cast_for_inference(bundled, "bf16-all")
+    assert not any(precision.runs_in_float32(m) for m in fast.modules())
     g = torch.Generator().manual_seed(0)
     image = torch.randn(4, 3, 64, 64, generator=g)
     ids = torch.randint(1, 40, (4, 12), generator=g)
     mask = torch.ones(4, 12, dtype=torch.long)
     with torch.inference_mode(), autocast("cpu", torch.bfloat16):
-        assert torch.equal(copy(image, ids, mask), bundled(image, ids, mask))
+        assert torch.equal(fast(image, ids, mask), bundled(image, ids, mask))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -128,7 +164,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("dtype", "min_iou"), [("bf16", 0.99), ("int8", 0.97)])
+@pytest.mark.parametrize(("dtype", "min_iou"), [("bf16", 0.99), ("bf16-all", 0.99), ("int8", 0.97)])
 def test_low_precision_masks_agree_with_float32(bundled, scenes, dtype, min_iou):
     """Bundled model on its example scenes: pooled mask IoU against float32."""
     reference = Predictor(bundled, device="cpu", dtype="fp32")
@@ -146,6 +182,13 @@ def test_load_model_dtype(tmp_path):
     model = load_model(default_model_path(), dtype="bfloat16")
     assert model.backbone.patch_embed.proj.weight.dtype == torch.bfloat16
     assert model.backbone.patch_embed.norm.weight.dtype == torch.float32
+    fusion = model.backbone.layers[2].fusion  # cast in place: the islands too
+    assert precision.runs_in_float32(fusion)
+    assert fusion.project_mm[0].weight.dtype == torch.float32
+    duplicate = copy.deepcopy(model)  # an island stays one in a copy (its class, not a closure)
+    assert precision.runs_in_float32(duplicate.backbone.layers[2].fusion)
+    again = cast_for_inference(model, "bf16")  # a bf16 model cast again keeps its islands
+    assert again.backbone.layers[2].fusion.project_mm[0].weight.dtype == torch.float32
     quantised = load_model(default_model_path(), dtype="int8")
     assert not any(isinstance(m, nn.Linear) and type(m) is nn.Linear for m in quantised.modules())
     assert load_model(default_model_path()).backbone.patch_embed.proj.weight.dtype == torch.float32

@@ -114,8 +114,9 @@ def _dtype_path(spec: BenchSpec) -> str:
     """How the model runs: the precision, how it is made, and why it was chosen."""
     how = {
         "fp32": "float32 weights",
-        "bf16": "bf16 copy of the matmul weights (cast once), autocast",
-        "fp16": "fp16 copy of the matmul weights (cast once), autocast",
+        "bf16": "bf16 copy of the matmul weights (cast once), PWAMs float32, autocast",
+        "bf16-all": "bf16 copy of every matmul weight (cast once), autocast",
+        "fp16": "fp16 copy of the matmul weights (cast once), PWAMs float32, autocast",
         "int8": "int8 dynamic quantisation of the linear layers",
     }[spec.precision]
     if spec.mode == "train":

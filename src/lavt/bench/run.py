@@ -28,7 +28,8 @@ log = logging.getLogger("lavt")
 SIZE_MULTIPLE = 32
 #: peak-rate dtype of each precision (int8 runs float32 activations)
 _PEAK_DTYPES = {
-    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32,
+    "fp32": torch.float32, "bf16": torch.bfloat16, "bf16-all": torch.bfloat16,
+    "fp16": torch.float16, "int8": torch.float32,
 }  # fmt: skip
 
 
@@ -163,5 +164,10 @@ def _time_step(spec: BenchSpec) -> BenchmarkResult:
 
     step, uncompiled = make_step(spec)
     flops = count_flops(uncompiled)
+    extra = {}
+    if spec.compile_model:  # the first call compiles: timed apart from the runs
+        extra["compile_s (first call)"] = round(
+            time_call(step, spec.device, warmup=0, repeats=1)[0] / 1000, 1
+        )
     times = time_call(step, spec.device, warmup=spec.warmup, repeats=spec.repeats)
-    return make_result(spec, times, flops=flops)
+    return make_result(spec, times, flops=flops, extra=extra)

@@ -15,7 +15,7 @@ from torch import nn
 
 from lavt.bench.result import BenchSpec
 from lavt.modeling import LAVT, build_model
-from lavt.precision import cast_for_inference
+from lavt.precision import cast_for_inference, compile_for_inference
 from lavt.runtime import autocast
 
 Step = Callable[[], Any]
@@ -36,7 +36,11 @@ def prepare_model(spec: BenchSpec, *, train: bool) -> tuple[LAVT, nn.Module]:
         model.classifier.to(memory_format=torch.channels_last)
     if spec.grad_checkpointing:
         model.set_grad_checkpointing(True)  # recompute Swin blocks in backward (train mode)
-    runner = torch.compile(model, mode=spec.compile_mode) if spec.compile_model else model
+    runner = model
+    if spec.compile_model and train:
+        runner = torch.compile(model, mode=spec.compile_mode)
+    elif spec.compile_model:  # weights frozen into the graph, as lavt predict --compile
+        runner = compile_for_inference(model, mode=spec.compile_mode)
     return model, runner
 
 

@@ -44,11 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     add(
         "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        choices=("auto", "fp32", "bf16", "bf16-all", "fp16", "int8"),
         default="fp32",
         help="inference: the lavt.precision path (bf16/fp16: a copy with the matmul weights "
-        "cast once, under autocast; int8: dynamic quantisation of the linear layers; auto: "
-        "what lavt predict picks on this machine); train: the autocast dtype",
+        "cast once, the PWAMs in float32, under autocast; bf16-all: no float32 PWAMs; int8: "
+        "dynamic quantisation of the linear layers; auto: what lavt predict picks on this "
+        "machine); train: the autocast dtype (default: %(default)s)",
     )
     add(
         "--mode",
@@ -57,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="infer: forward + mask; train: one optimisation step; eval: the evaluation "
         "loop; data: the training data loader",
     )
-    add("--compile", action="store_true", help="torch.compile the model")
+    add(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (inference: weights frozen, as lavt predict --compile); "
+        "the first call, which compiles, is reported apart",
+    )
     add(
         "--compile-mode",
         "--compile_mode",

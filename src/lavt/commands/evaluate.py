@@ -16,11 +16,13 @@ from pathlib import Path
 from lavt.commands.evaluate_video import add_video_arguments, run_video
 from lavt.commands.shared_flags import (
     CHECKPOINT_SOURCES,
+    add_compile_flag,
     add_dtype_flag,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
     add_split_by_flag,
+    check_compile_flag,
 )
 
 
@@ -98,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data loader workers per process (default: %(default)s)",
     )
     add_dtype_flag(parser, default="float32")
+    add_compile_flag(parser)
     parser.add_argument(
         "--skip-missing",
         "--skip_missing",
@@ -140,13 +143,14 @@ def run(args: argparse.Namespace) -> int:
     from lavt.evaluation import EvalSettings, GresSettings, evaluate_splits
     from lavt.evaluation.outputs import check_output_dir, format_results
     from lavt.export.runner import load_for_runtime
-    from lavt.precision import check_dtype, prepare_for_inference
+    from lavt.precision import check_dtype, compile_for_inference, prepare_for_inference
     from lavt.runtime import cleanup_distributed, init_distributed
 
     if args.video_protocol is not None:
         return run_video(args)
     splits = _check_args(args)
     check_dtype(args.dtype, runtime=args.runtime)  # fails before the data is read
+    check_compile_flag(args)
     check_output_dir(args.output)
     index = ReferIndex(args.data_root, args.dataset, args.split_by)
     split_refs = {
@@ -168,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_for_runtime(args.checkpoint, runtime=args.runtime, device=device)
         model, precision = prepare_for_inference(model, device, args.dtype, copy_model=False)
         settings = dataclasses.replace(settings, amp=precision.amp)
+        if args.compile:
+            model = compile_for_inference(model)
         results = evaluate_splits(model, index, split_refs, settings, device=device, dist=info)
         if info.is_main:
             print(format_results(results))

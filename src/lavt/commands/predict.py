@@ -15,10 +15,12 @@ from pathlib import Path
 
 from lavt.commands.shared_flags import (
     CHECKPOINT_SOURCES,
+    add_compile_flag,
     add_dtype_flag,
     add_img_size_flag,
     add_no_target_flags,
     add_runtime_flag,
+    check_compile_flag,
 )
 
 
@@ -73,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_img_size_flag(parser)
     add_dtype_flag(parser, default="auto")
+    add_compile_flag(parser)
     add_runtime_flag(parser)
     add_no_target_flags(parser)
     bulk = parser.add_argument_group("bulk inference (--manifest)")
@@ -167,12 +170,13 @@ def _model_flags(args: argparse.Namespace) -> None:
     from lavt.precision import check_dtype
 
     check_dtype(args.dtype, runtime=args.runtime)
+    check_compile_flag(args)
 
 
 def _predictor(args: argparse.Namespace, device):
     from lavt.predict import Predictor
 
-    return Predictor.from_checkpoint(
+    predictor = Predictor.from_checkpoint(
         args.checkpoint,
         device=device,
         img_size=args.img_size,
@@ -181,6 +185,11 @@ def _predictor(args: argparse.Namespace, device):
         runtime=args.runtime,
         dtype=args.dtype,
     )
+    if args.compile:
+        from lavt.precision import compile_for_inference
+
+        predictor.model = compile_for_inference(predictor.model)
+    return predictor
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,12 @@ import socket
 import sys
 from pathlib import Path
 
-from lavt.commands.shared_flags import CHECKPOINT_SOURCES, add_dtype_flag, add_no_target_flags
+from lavt.commands.shared_flags import (
+    CHECKPOINT_SOURCES,
+    add_compile_flag,
+    add_dtype_flag,
+    add_no_target_flags,
+)
 from lavt.errors import InputError
 
 log = logging.getLogger("lavt")
@@ -34,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_dtype_flag(parser, default="auto")
+    add_compile_flag(parser)
     parser.add_argument("--max-batch", type=int, default=16, help="pairs per forward")
     parser.add_argument(
         "--max-wait-ms", type=float, default=10.0, help="longest wait for a batch to fill"
@@ -151,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         no_target_rule=args.no_target_rule,
         area_threshold=args.area_threshold,
     )
+    if args.compile:
+        from lavt.precision import compile_for_inference
+
+        adapter.model = compile_for_inference(adapter.model)
     app = create_app(adapter, config)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     log.info(

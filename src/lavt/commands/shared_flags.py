@@ -81,11 +81,32 @@ def add_dtype_flag(parser: argparse.ArgumentParser, *, default: str) -> None:
         dest="dtype",
         default=default,
         metavar="DTYPE",
-        help="auto, float32 (none), bfloat16, float16 or int8 (CPU): low precision runs a "
-        "copy of the model with its weights cast once; auto picks bfloat16 only on a CPU "
+        help="auto, float32 (none), bfloat16, bfloat16-all, float16 or int8 (CPU): low "
+        "precision runs a copy of the model with its weights cast once, the language fusion "
+        "(PWAMs) kept float32 except with bfloat16-all; auto picks bfloat16 only on a CPU "
         "with fast bf16 matrix products (AMX, AVX512-BF16) and a model large enough to "
         "gain, and logs why (default: %(default)s)",
     )
+
+
+def add_compile_flag(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: torch.compile the inference model
+    (:func:`lavt.precision.compile_for_inference`)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile (inductor) the model with its weights frozen; the first batch of "
+        "each new shape compiles, minutes for Swin-B on a CPU (default: off)",
+    )
+
+
+def check_compile_flag(args: argparse.Namespace) -> None:
+    """Refuse ``--compile`` with a runtime other than torch (an exported graph)."""
+    from lavt.errors import InputError
+
+    runtime = getattr(args, "runtime", "torch")
+    if getattr(args, "compile", False) and runtime != "torch":
+        raise InputError(f"compile: compiles a torch model, not a {runtime} graph", param="compile")
 
 
 def add_split_by_flag(parser: argparse.ArgumentParser) -> None:

@@ -102,17 +102,32 @@ class SwinBlock(nn.Module):
         w = self.window
         y = self.norm1(x)
         pad_h, pad_w = (-H) % w, (-W) % w
-        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))  # (B, Hp, Wp, C), zeros after the norm
         Hp, Wp = H + pad_h, W + pad_w
+        if pad_h or pad_w:
+            # the padded tokens are zeros after the norm, so they all have the qkv of a
+            # zero token (the bias): project the H x W real tokens only, then pad with it
+            fill = self.attn.qkv(y.new_zeros(1, C))[0]  # (3C,)
+            y = pad_with(self.attn.qkv(y), fill, Hp, Wp)  # (B, Hp, Wp, 3C)
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        y = self.attn(window_partition(y, w), mask if self.shift else None)
+        y = window_partition(y, w)  # (B, nW, n, C or 3C)
+        if not (pad_h or pad_w):
+            y = self.attn.qkv(y)  # (B, nW, n, 3C)
+        y = self.attn.attend(y, mask if self.shift else None)  # (B, nW, n, C)
         y = window_reverse(y, w, Hp, Wp)  # (B, Hp, Wp, C)
         if self.shift:
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
-        y = y[:, :H, :W, :]
+        y = self.attn.proj(y[:, :H, :W, :].contiguous())  # per token: padded ones dropped first
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def pad_with(x: torch.Tensor, value: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B, height, width, C), the new tokens set to ``value`` (C,)."""
+    B, H, W, C = x.shape
+    out = value.to(x.dtype).expand(B, height, width, C).clone()  # (C,) -> (B, height, width, C)
+    out[:, :H, :W] = x
+    return out
 
 
 class PatchMerging(nn.Module):

@@ -163,9 +163,18 @@ class WindowAttention(nn.Module):
 
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """windows: (B, nW, n, C), n tokens a window; mask (nW, n, n) or None -> (B, nW, n, C)."""
-        B, nW, n, C = windows.shape
+        return self.proj(self.attend(self.qkv(windows), mask))
+
+    def attend(self, qkv: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The attention between ``qkv`` and ``proj``: qkv (B, nW, n, 3C) -> (B, nW, n, C).
+
+        Split out so that a caller can run the per-token ``qkv``/``proj`` on fewer
+        tokens (before padding, after cropping: :class:`lavt.modeling.swin.SwinBlock`).
+        """
+        B, nW, n, C3 = qkv.shape
+        C = C3 // 3
         h = self.num_heads
-        qkv = self.qkv(windows).view(B, nW, n, 3, h, C // h)
+        qkv = qkv.view(B, nW, n, 3, h, C // h)
         qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (B, nW, n, 3, h, C/h) -> (3, B, nW, h, n, C/h)
         bias = self.attention_bias(mask, qkv.dtype, n)
         if mask is None:  # one bias for all windows: windows join the batch axis
@@ -174,7 +183,7 @@ class WindowAttention(nn.Module):
             q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.reshape(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
-        return self.proj(out.reshape(B, nW, n, C))  # (B, nW, n, C)
+        return out.reshape(B, nW, n, C)  # (B, nW, n, C)
 
 
 def _same_key(a: tuple, b: tuple) -> bool:
