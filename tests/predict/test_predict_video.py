@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -395,6 +397,24 @@ def test_a_frame_failing_half_way_leaves_the_folder_as_it_was(clips, tiny_checkp
         )
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in out.iterdir()) == ["masks", "predictions.jsonl"]
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(clips, tiny_checkpoint, tmp_path):
+    """SIGKILL leaves ``.lavt-video-<pid>-*.tmp`` behind; the next run removes it when its
+    process is gone, and leaves a live run's alone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / f".lavt-video-{dead.pid}-abc.tmp"
+    (stale / "masks").mkdir(parents=True)
+    (stale / "predictions.jsonl").write_text("{}\n")
+    live = out / f".lavt-video-{os.getppid()}-xyz.tmp"  # a process that is alive
+    live.mkdir()
+    common = ["predict", "--checkpoint", str(tiny_checkpoint), "--text", "the red circle"]
+    assert main([*common, "--output", str(out), "--device", "cpu", "--video", str(clips[0])]) == 0
+    assert not stale.exists() and live.is_dir()
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "predictions.jsonl"])
 
 
 def test_a_folder_of_image_predictions_is_refused(clips, tmp_path, capsys):

@@ -122,7 +122,10 @@ def predict_video_to_folder(
     results = predictor.predict_video(video, texts, clip_length=clip_length)
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".lavt-video-", suffix=".tmp", dir=output))
+    remove_dead_stages(output)
+    stage = Path(
+        tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", suffix=".tmp", dir=output)
+    )
     try:
         summary = _write(
             results, texts, stage, save_png=save_png,
@@ -137,6 +140,30 @@ def predict_video_to_folder(
     shutil.rmtree(stage, ignore_errors=True)
     summary.files = [output / name for name in (JSONL, MASKS, OVERLAY) if (output / name).exists()]
     return summary
+
+
+STAGE_PREFIX = ".lavt-video-"
+
+
+def remove_dead_stages(output: Path) -> None:
+    """Remove the staging folders that runs killed before they could clean up left in
+    ``output`` (``.lavt-video-<pid>-*.tmp`` whose process is gone); a live run's stays."""
+    for stage in output.glob(f"{STAGE_PREFIX}*.tmp"):
+        pid = stage.name[len(STAGE_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        log.info("removing %s, left by a run that was killed", stage)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _write(
