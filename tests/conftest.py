@@ -54,6 +54,35 @@ def tiny_config(*, text_dropout: float | None = None, **overrides):
     return LAVTConfig(**base)
 
 
+def tiny_video_config(*, vocab_size: int = 30522, **overrides):
+    """A few-thousand-parameter lavt_video; window (8, 3, 3) as LAVT-RS's temporal 8.
+
+    ``vocab_size`` 30522 reads bert-base-uncased ids; a smaller one suits a checkpoint's
+    own vocabulary (e.g. the bundled model's).
+    """
+    from lavt.modeling.config import LAVTVideoConfig, TextEncoderConfig
+
+    text = TextEncoderConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_layers=1,
+        num_heads=1,  # width / 64, as read off a checkpoint
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    base = dict(
+        embed_dim=8,
+        depths=(2, 1, 1, 1),
+        num_heads=(1, 1, 2, 2),
+        window_size=(8, 3, 3),
+        drop_path_rate=0.0,
+        pwam_heads=(1, 2, 1, 1),
+        text=text,
+        img_size=32,
+    )
+    return LAVTVideoConfig(**{**base, **overrides})
+
+
 @pytest.fixture
 def tiny_model():
     import torch

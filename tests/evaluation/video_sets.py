@@ -12,7 +12,6 @@ from PIL import Image
 
 from lavt.checkpoint import save_checkpoint
 from lavt.modeling import build_model, build_video_model
-from lavt.modeling.config import LAVTVideoConfig, TextEncoderConfig
 
 H, W = 40, 48  # frame size (rows, columns)
 PALETTE = [0, 0, 0, 200, 30, 30, 30, 200, 30] + [0] * (256 * 3 - 9)
@@ -99,24 +98,9 @@ def write_davis(root: Path) -> Path:
 
 def tiny_video_model(seed: int = 0):
     """A tiny lavt_video reading bert-base-uncased ids (window (8, 3, 3), input 32)."""
-    text = TextEncoderConfig(
-        vocab_size=30522,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=1,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    config = LAVTVideoConfig(
-        embed_dim=8,
-        depths=(2, 1, 1, 1),
-        num_heads=(1, 1, 2, 2),
-        window_size=(8, 3, 3),
-        drop_path_rate=0.0,
-        pwam_heads=(1, 2, 1, 1),
-        text=text,
-        img_size=32,
-    )
+    from conftest import tiny_video_config
+
+    config = tiny_video_config()
     torch.manual_seed(seed)
     return balanced(build_video_model(config).eval(), video=True)
 

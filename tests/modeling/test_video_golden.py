@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import lavt
+from conftest import tiny_video_config as shared_tiny_video_config
 from lavt.checkpoint import convert_to_safetensors, save_checkpoint
 from lavt.errors import CheckpointError
-from lavt.modeling import LAVTVideo, LAVTVideoConfig, TextEncoderConfig, build_video_model
+from lavt.modeling import LAVTVideo, LAVTVideoConfig, build_video_model
 from lavt.modeling.window import relative_position_index, window_partition, window_reverse
 
 GOLDEN_VIDEO = Path(
@@ -57,26 +58,8 @@ README_ARGS = dict(
 
 
 def tiny_video_config(**overrides) -> LAVTVideoConfig:
-    """A few-thousand-parameter lavt_video; window (8, 3, 3) as LAVT-RS's temporal 8."""
-    text = TextEncoderConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_layers=1,
-        num_heads=1,  # width / 64, as read off a checkpoint
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    base = dict(
-        embed_dim=8,
-        depths=(2, 1, 1, 1),
-        num_heads=(1, 1, 2, 2),
-        window_size=(8, 3, 3),
-        drop_path_rate=0.0,
-        pwam_heads=(1, 2, 1, 1),
-        text=text,
-        img_size=32,
-    )
-    return LAVTVideoConfig(**{**base, **overrides})
+    """The shared tiny lavt_video (conftest) with a 100-word vocabulary (ids of tiny_inputs)."""
+    return shared_tiny_video_config(vocab_size=100, **overrides)
 
 
 def tiny_inputs(B: int = 1, T: int = 3, H: int = 26, W: int = 30, seed: int = 1):

@@ -21,10 +21,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 import lavt
+from conftest import tiny_video_config
 from lavt.checkpoint import save_checkpoint
 from lavt.cli import main
 from lavt.errors import InputError
-from lavt.modeling import LAVTVideoConfig, TextEncoderConfig, build_video_model
+from lavt.modeling import build_video_model
 from lavt.predict.video import segment_frames
 from lavt.videoio import natural_key, open_video
 
@@ -83,14 +84,7 @@ def vocab() -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_video(vocab):
     """A tiny random lavt_video (temporal window 8) that reads the bundled vocabulary."""
-    text = TextEncoderConfig(
-        vocab_size=len(vocab), hidden_size=16, num_layers=1, num_heads=1,
-        intermediate_size=32, max_position_embeddings=32,
-    )  # fmt: skip
-    config = LAVTVideoConfig(
-        embed_dim=8, depths=(2, 1, 1, 1), num_heads=(1, 1, 2, 2), window_size=(8, 3, 3),
-        drop_path_rate=0.0, pwam_heads=(1, 2, 1, 1), text=text, img_size=32,
-    )  # fmt: skip
+    config = tiny_video_config(vocab_size=len(vocab))
     torch.manual_seed(0)
     return build_video_model(config, vocab=vocab).eval()
 
