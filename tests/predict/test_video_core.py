@@ -13,7 +13,7 @@ from PIL import Image
 import lavt
 from lavt.data.transforms import image_to_tensor
 from lavt.errors import InputError
-from lavt.predict.video import clip_foreground, clip_spans, segment_frames
+from lavt.predict.video import check_clip_length, clip_foreground, segment_frames
 
 GOLDEN = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "golden_video"
 CASE = GOLDEN / "lavt_video_w877.pth"
@@ -30,13 +30,11 @@ def tokens(count: int, seed=1, vocab=900) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.ones_like(ids)
 
 
-def test_clip_spans():
-    assert clip_spans(10, 0) == [(0, 10)]
-    assert clip_spans(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert clip_spans(8, 8) == [(0, 8)]
-    assert clip_spans(0, 4) == []
-    with pytest.raises(InputError, match="clip_length"):
-        clip_spans(3, -1)
+def test_check_clip_length():
+    for length in (0, 1, 36):
+        check_clip_length(length)
+    with pytest.raises(InputError, match="clip_length -1: must be 0"):
+        check_clip_length(-1)
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ def default_split(protocol: str | None, data_root) -> str:
 
 def _check_video_args(args: argparse.Namespace) -> str:
     from lavt.errors import InputError
+    from lavt.predict.video import check_clip_length
 
     image_only = {
         "save_worst": args.save_worst != 0,
@@ -72,10 +73,8 @@ def _check_video_args(args: argparse.Namespace) -> str:
             raise InputError(f"{name}: not used with --video-protocol", param=name)
     if args.runtime != "torch":
         raise InputError("runtime: video evaluation runs with torch only", param="runtime")
-    if args.clip_length is not None and args.clip_length < 0:
-        raise InputError(
-            f"clip_length {args.clip_length}: must be 0 (whole video) or more", param="clip_length"
-        )
+    if args.clip_length is not None:
+        check_clip_length(args.clip_length)
     if args.submission and args.video_protocol == "a2d":
         raise InputError("submission: only for ytvos and davis", param="submission")
     splits = [s.strip() for s in (args.split or "").split(",") if s.strip()]

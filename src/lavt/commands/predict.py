@@ -282,6 +282,7 @@ def run_manifest(args: argparse.Namespace) -> int:
 def run_video(args: argparse.Namespace) -> int:
     """``--video``: every input checked before the model loads, then one summary line."""
     from lavt.errors import InputError
+    from lavt.predict.video import check_clip_length
     from lavt.predict.video_output import check_video_output, predict_video_to_folder
     from lavt.runtime import select_device
     from lavt.tokenizer import check_expression
@@ -293,8 +294,7 @@ def run_video(args: argparse.Namespace) -> int:
         check_expression(text, name=f"--text #{k + 1}")
     if args.coco_results is not None:
         raise InputError("--coco-results: with --image only (not with --video)")
-    if args.clip_length < 0:
-        raise InputError(f"--clip-length {args.clip_length}: must be 0 (whole video) or more")
+    check_clip_length(args.clip_length)
     if args.no_target_rule == "head" or args.area_threshold:
         raise InputError(
             "--no-target-rule head / --area-threshold: images only; on a video an expression "

@@ -53,7 +53,7 @@ from lavt.predict.results import (  # re-exported: lavt.predict.predictor.Predic
     prediction_from_logodds,
     predictions_from_logits,
 )
-from lavt.predict.video import DEFAULT_CLIP_LENGTH, clip_spans, segment_frames
+from lavt.predict.video import DEFAULT_CLIP_LENGTH, check_clip_length, segment_frames
 from lavt.runtime import autocast, select_device
 from lavt.tokenizer import check_expression, tokenizer_for_model
 from lavt.videoio import Video, VideoFrame, open_video
@@ -242,7 +242,7 @@ class Predictor:
         its frame's image: keep only the masks if you keep many results.
         """
         texts = self._texts(texts)
-        clip_spans(0, clip_length)  # a negative length is refused now
+        check_clip_length(clip_length)  # refused now, not when iterating
         if isinstance(video, str | os.PathLike):
             video = open_video(video)
         frames = (

@@ -30,25 +30,19 @@ from lavt.runtime import autocast
 
 VideoModel = LAVT | LAVTVideo
 
-#: frames per clip unless asked otherwise: the longest video of Refer-YouTube-VOS's valid
-#: split has 36 frames, so there the authors' whole-video protocol is unchanged, and a
-#: longer video runs as 36-frame clips (memory bounded). 0: the whole video as one clip.
+#: frames per clip unless asked otherwise: meant to hold a whole Refer-YouTube-VOS valid
+#: video (YouTube-VOS clips are 3-6 s, sampled every fifth frame of 30 fps: at most 36
+#: frames), so there the authors' whole-video protocol is unchanged, and a longer video
+#: runs as 36-frame clips (memory bounded). 0: the whole video as one clip.
 DEFAULT_CLIP_LENGTH = 36
 
 
-def clip_spans(num_frames: int, clip_length: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` of the consecutive clips a video of ``num_frames`` frames runs as.
-
-    ``clip_length`` 0 means the whole video as one clip (the authors' protocol).
-    """
+def check_clip_length(clip_length: int) -> None:
+    """Refuse a negative ``clip_length`` (0 is the whole video as one clip)."""
     if clip_length < 0:
         raise InputError(
             f"clip_length {clip_length}: must be 0 (whole video) or more", param="clip_length"
         )
-    if num_frames <= 0:
-        return []
-    step = clip_length or num_frames
-    return [(start, min(start + step, num_frames)) for start in range(0, num_frames, step)]
 
 
 def clip_foreground(
@@ -120,10 +114,7 @@ def segment_frames(
     clip, as the authors' protocol does; memory then grows with the video).
     ``input_ids``, ``attention_mask`` (E, N) are the E expressions' tokens.
     """
-    if clip_length < 0:
-        raise InputError(
-            f"clip_length {clip_length}: must be 0 (whole video) or more", param="clip_length"
-        )
+    check_clip_length(clip_length)
     ids, attention = input_ids.to(device), attention_mask.to(device)
     pending: list[Image.Image] = []
 
