@@ -28,7 +28,13 @@ from typing import Any
 
 import torch
 
-from lavt.data.video.records import Video, VideoExpression, VideoSplit, read_label_png
+from lavt.data.video.records import (
+    Video,
+    VideoExpression,
+    VideoSplit,
+    expression_key,
+    read_label_png,
+)
 from lavt.evaluation.loop import gather_records
 from lavt.evaluation.metrics import markdown_table
 from lavt.evaluation.submission import finish_submission, save_mask, start_submission
@@ -69,8 +75,7 @@ def scored_frames(num_frames: int, protocol: str) -> range:
 
 
 def record_order(record: dict[str, Any]) -> tuple:
-    exp_id = record["exp_id"]
-    return (record["video"], (0, int(exp_id), "") if exp_id.isdigit() else (1, 0, exp_id))
+    return expression_key(record["video"], record["exp_id"])
 
 
 def _by_video(expressions: tuple[VideoExpression, ...]) -> dict[str, list[VideoExpression]]:

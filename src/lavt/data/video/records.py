@@ -56,8 +56,12 @@ class VideoSplit:
 
 def expression_order(expression: VideoExpression) -> tuple:
     """Sort key: video, then the expression id (numbers numerically, before other ids)."""
-    exp_id = expression.exp_id
-    return (expression.video, (0, int(exp_id), "") if exp_id.isdigit() else (1, 0, exp_id))
+    return expression_key(expression.video, expression.exp_id)
+
+
+def expression_key(video: str, exp_id: str) -> tuple:
+    """Sort key of an expression given by its video and id (numeric ids numerically, first)."""
+    return (video, (0, int(exp_id), "") if exp_id.isdigit() else (1, 0, exp_id))
 
 
 def single_name_problem(name: object, what: str) -> str | None:
