@@ -23,10 +23,9 @@ from PIL import Image
 from lavt.evaluation.overlays import render_prediction
 from lavt.imageio import save_png_atomic
 from lavt.modeling import LAVT
-from lavt.modeling.no_target import decide_no_target, no_target_probability
 from lavt.predict.bulk_data import LoadedImage, Segment
 from lavt.predict.encode import encode_masks, result_fields
-from lavt.predict.results import mean_probabilities
+from lavt.predict.results import mean_probabilities, no_target_decisions
 
 PIXELS_PER_STEP = 1 << 23  # expressions x H x W floats upsampled at once (32 MiB)
 
@@ -43,15 +42,10 @@ def batch_records(
 ) -> list[dict[str, Any]]:
     """logits (B, 2, S, S) and no-target logits (B, 2) or None of one batch's real
     rows -> one result line per row, in row order (PNGs written when ``png_dir``)."""
-    no_target = decide_no_target(
-        logits.float(), no_target_logits, rule=rule, area_threshold=area_threshold
-    )  # (B,) bool
+    no_target, nt_probs = no_target_decisions(
+        logits, no_target_logits, rule=rule, area_threshold=area_threshold
+    )  # (B,) bool, B x (float | None)
     nothing = no_target.tolist()
-    nt_probs = (
-        [None] * len(no_target)
-        if no_target_logits is None
-        else no_target_probability(no_target_logits).tolist()
-    )
     records = []
     for seg in segments:
         item, entry = seg.item, seg.item.task.entry

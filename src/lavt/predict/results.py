@@ -71,14 +71,10 @@ def predictions_from_logits(
     size alone (:meth:`LAVT.postprocess`), so memory does not grow with E; the mask
     is empty when nothing is found.
     """
-    no_target = decide_no_target(
-        logits.float(), no_target_logits, rule=rule, area_threshold=area_threshold
-    ).tolist()  # (E,)
-    nt_probs = (
-        [None] * len(texts)
-        if no_target_logits is None
-        else no_target_probability(no_target_logits).tolist()
+    no_target, nt_probs = no_target_decisions(
+        logits, no_target_logits, rule=rule, area_threshold=area_threshold
     )
+    no_target = no_target.tolist()  # (E,)
     for row, text in enumerate(texts):
         foreground = LAVT.postprocess(logits[row : row + 1], size)[0]  # (H, W) log-odds
         yield prediction_from_logodds(
@@ -88,6 +84,23 @@ def predictions_from_logits(
             no_target_probability=nt_probs[row],
             probability=probability,
         )
+
+
+def no_target_decisions(
+    logits: torch.Tensor,
+    no_target_logits: torch.Tensor | None,
+    *,
+    rule: str,
+    area_threshold: int = 0,
+) -> tuple[torch.Tensor, list[float | None]]:
+    """logits (E, 2, S, S), no-target logits (E, 2) or None -> "nothing found" per row,
+    (E,) bool, and each row's no-target probability (None without a head)."""
+    no_target = decide_no_target(
+        logits.float(), no_target_logits, rule=rule, area_threshold=area_threshold
+    )  # (E,) bool
+    if no_target_logits is None:
+        return no_target, [None] * len(no_target)
+    return no_target, no_target_probability(no_target_logits).tolist()
 
 
 def prediction_from_logodds(
