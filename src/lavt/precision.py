@@ -13,7 +13,11 @@
   weights are not re-cast at every call (autocast's cast cache is off under
   ``inference_mode``). The PWAMs are about 1% of Swin-B's FLOPs; in float32 they
   lift the mask's pixel agreement with float32 on the side-by-side's random-weight
-  Swin-B from 98.73% to 99.66% (docs/cpu_inference.md);
+  Swin-B from 98.73% to 99.66% (docs/cpu_inference.md). On a CPU the bf16 copy
+  also computes the decoder's 3x3 convolutions by Winograd's F(2x2, 3x3)
+  (:mod:`lavt.winograd`: 2.25x fewer FLOPs in the layers that hold 58% of
+  Swin-B's), and bf16 window attention runs as batched products
+  (:func:`lavt.modeling.window.windowed_softmax_attention`);
 - ``bf16-all`` (``bfloat16-all``): the same without islands, every matrix
   product in bf16 (its outputs are those of the plain autocast path);
 - ``int8``: dynamic int8 quantisation of the ``nn.Linear`` layers (weights int8,
@@ -40,7 +44,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lavt import winograd
 from lavt.errors import InputError
+from lavt.modeling.decoder import SimpleDecoder
 from lavt.modeling.fusion import PWAM
 from lavt.modeling.video_fusion import SpatioTemporalPWAM
 
@@ -233,12 +239,14 @@ def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
 
             return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=not copy_model)
     dtype = _AMP[precision]
+    fast_convs = _winograd_convolutions(model, precision)  # built from the float32 weights
     islands = [
         name
         for name, m in model.named_modules()
         if precision in _WITH_ISLANDS and (type(m) in FLOAT32_MODULES or runs_in_float32(m))
     ]
     kept = {id(m) for name in islands for m in model.get_submodule(name).modules()}
+    kept |= {id(model.get_submodule(name)) for name in fast_convs}  # replaced below
     cast = [m for m in model.modules() if isinstance(m, MATMUL_MODULES) and id(m) not in kept]
     if copy_model:
         low = {id(p) for m in cast for p in m.parameters(recurse=False)}
@@ -255,7 +263,27 @@ def _cast(model: nn.Module, precision: str, *, copy_model: bool) -> nn.Module:
     for name in islands:
         island = model.get_submodule(name)
         island.__class__ = FLOAT32_ISLANDS.get(type(island), type(island))
+    for name, conv in fast_convs.items():
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, conv)
     return model
+
+
+def _winograd_convolutions(model: nn.Module, precision: str) -> dict[str, nn.Module]:
+    """The decoder's 3x3 convolutions in Winograd form (:mod:`lavt.winograd`), by
+    module name, for the bf16 policy on a CPU; none otherwise (a GPU's convolution
+    library chooses its own algorithm; ``bf16-all`` stays plain autocast)."""
+    if precision != "bf16":
+        return {}
+    out = {}
+    for name, decoder in model.named_modules():
+        if isinstance(decoder, SimpleDecoder):
+            for child, conv in decoder.named_children():
+                if winograd.supports(conv) and conv.weight.device.type == "cpu":
+                    out[f"{name}.{child}" if name else child] = winograd.WinogradConv2d.from_conv(
+                        conv, _AMP[precision]
+                    )
+    return out
 
 
 def check_dtype(dtype: str | torch.dtype | None, *, runtime: str = "torch") -> str:

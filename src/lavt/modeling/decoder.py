@@ -41,6 +41,11 @@ class SimpleDecoder(nn.Module):
         x = self._fuse(3, x, x1)
         return self._fuse(2, x, x0)
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """features: (B, C_3 / 2, H_0, W_0) -> (B, 2, H_0, W_0) logits, contiguous (the
+        features are channels-last where ``lavt.winograd`` computes the 3x3 convolutions)."""
+        return self.conv1_1(features).contiguous()
+
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """features: [(B, C_s, H_s, W_s) for s in 0..3] -> (B, 2, H_0, W_0)."""
-        return self.conv1_1(self.forward_features(features))
+        return self.classify(self.forward_features(features))

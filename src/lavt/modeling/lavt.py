@@ -79,7 +79,7 @@ class LAVT(nn.Module):
         text, lang, lang_mask = encode_language(self.text_encoder, input_ids, attention_mask)
         stages = self.backbone(image, lang, lang_mask)
         features = self.classifier.forward_features(stages)  # (B, C, H_1, W_1)
-        decoded = self.classifier.conv1_1(features)  # (B, 2, H_1, W_1)
+        decoded = self.classifier.classify(features)  # (B, 2, H_1, W_1)
         logits = F.interpolate(
             decoded, size=image.shape[-2:], mode="bilinear", align_corners=True
         )  # (B, 2, H, W)

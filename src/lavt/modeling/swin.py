@@ -3,9 +3,8 @@
 Swin (Liu et al., ICCV 2021; github.com/microsoft/Swin-Transformer) with a
 PWAM and a language gate after every stage, as in LAVT (Yang et al., CVPR 2022).
 Tokens are NHWC inside the backbone and NCHW at its boundary (timm's
-convention). Window attention runs through
-``F.scaled_dot_product_attention`` with the relative-position bias and the
-shift mask as its additive ``attn_mask``.
+convention). Window attention (:mod:`lavt.modeling.window`) adds the
+relative-position bias and the shift mask to the attention scores.
 
 Facts kept for equivalence with the released weights: padding to a multiple of
 the window comes after LayerNorm1 and the padded (zero) tokens are not masked

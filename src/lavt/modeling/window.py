@@ -5,7 +5,10 @@ docs/model.md, "Window attention". Swin (Liu et al., ICCV 2021) and Video Swin
 share these: window partition and reverse over any number of axes, the
 relative-position index and bias, the shift mask. Attention runs through
 ``F.scaled_dot_product_attention`` with the relative-position bias and the
-shift mask as its additive ``attn_mask``.
+shift mask as its additive ``attn_mask``; bf16 inference on a CPU runs the same
+attention as two batched matrix products around a softmax
+(:func:`windowed_softmax_attention`), which is 1.5-1.9x faster there for windows of
+144 tokens (docs/cpu_inference.md).
 """
 
 from __future__ import annotations
@@ -181,9 +184,53 @@ class WindowAttention(nn.Module):
             q, k, v = qkv.reshape(3, B * nW, h, n, C // h).unbind(0)  # each (B*nW, h, n, C/h)
         else:  # a bias per window: windows join the head axis
             q, k, v = qkv.reshape(3, B, nW * h, n, C // h).unbind(0)  # each (B, nW*h, n, C/h)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if _batched_products_pay(q):
+            out = windowed_softmax_attention(q, k, v, bias)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.reshape(B, nW, h, n, C // h).transpose(2, 3)  # -> (B, nW, n, h, C/h)
         return out.reshape(B, nW, n, C)  # (B, nW, n, C)
+
+
+#: the largest window (tokens) whose attention runs as batched products (image Swin: 144)
+MAX_PRODUCT_WINDOW = 256
+
+
+def _batched_products_pay(q: torch.Tensor) -> bool:
+    """Whether :func:`windowed_softmax_attention` replaces SDPA for ``q`` (G, H, n, d):
+    bf16 on a CPU without a gradient to keep, eager, windows of at most
+    :data:`MAX_PRODUCT_WINDOW` tokens. The CPU's flash kernel splits a window's 144
+    queries into blocks of 32 and spends more time around its small products than
+    in them; in float32 it is as fast as the products (measured:
+    docs/cpu_inference.md). A training step keeps SDPA (its backward does not
+    store the (n, n) probabilities), torch.compile gets SDPA to fuse, and a large
+    window (a video's 8x12x12 = 1152 tokens) too: its (n, n) scores would cost
+    n elements per token and head."""
+    return (
+        q.shape[-2] <= MAX_PRODUCT_WINDOW
+        and q.dtype == torch.bfloat16
+        and q.device.type == "cpu"
+        and not (torch.is_grad_enabled() and q.requires_grad)
+        and not torch.compiler.is_compiling()
+    )
+
+
+def windowed_softmax_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v as two batched matrix products.
+
+    q, k, v: (G, H, n, d); bias: (1, H, n, n), broadcast over G -> (G, H, n, d).
+    The scores are in q's dtype (SDPA's flash kernel keeps them in float32; the
+    mask's agreement with the reference is the same: docs/cpu_inference.md); the
+    softmax accumulates in float32.
+    """
+    G, H, n, d = q.shape
+    q = (q * d**-0.5).reshape(G * H, n, d)  # (G, H, n, d) -> (G*H, n, d)
+    scores = torch.bmm(q, k.reshape(G * H, n, d).transpose(1, 2))  # (G*H, n, n)
+    scores.view(G, H, n, n).add_(bias)  # in place: no second (G*H, n, n) buffer
+    probs = torch.softmax(scores, dim=-1)  # (G*H, n, n)
+    return torch.bmm(probs, v.reshape(G * H, n, d)).view(G, H, n, d)
 
 
 def _same_key(a: tuple, b: tuple) -> bool:
