@@ -17,9 +17,14 @@ the direct bf16 convolution's (tests/modeling/test_winograd.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: transformed input elements a band of :meth:`WinogradConv2d._forward_eager` holds
+BAND_ELEMENTS = 1 << 23
 
 #: the filter transform G (4x3) of F(2, 3)
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -69,11 +74,14 @@ def _tiles(xp: torch.Tensor, axis: int, n: int) -> list[torch.Tensor]:
 class WinogradConv2d(nn.Module):
     """A 3x3, stride-1, padding-1 ``nn.Conv2d`` computed by F(2x2, 3x3) in ``dtype``.
 
-    ``x``: (B, C_in, H, W) of any floating dtype and memory format -> (B, C_out, H, W)
-    in ``dtype``, channels-last in memory (a permuted view of (B, H, W, C_out)).
-    Images are transformed one at a time, so the workspace (about 10 bytes per
-    input element in bf16) does not grow with the batch.
+    ``x``: (B, C_in, H, W) of any floating dtype and memory format, or a list of its
+    channel blocks -> (B, C_out, H, W) in ``dtype``, channels-last in memory (a
+    permuted view of (B, H, W, C_out)). Eager, the input is transformed a band of
+    tile rows at a time into a workspace of a fixed size (:data:`BAND_ELEMENTS`).
     """
+
+    #: the decoder hands it a concatenation's parts instead of their copy
+    takes_channel_blocks = True
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> None:
         super().__init__()
@@ -98,35 +106,57 @@ class WinogradConv2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, F(2x2, 3x3), dtype={self.u.dtype}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C_in, H, W) -> (B, C_out, H, W)."""
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"x: {x.shape[1]} channels, expected {self.in_channels}")
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and x.requires_grad):
-            return self._forward_traced(x)
-        return self._forward_eager(x)
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """x: (B, C_in, H, W), or its channel blocks [(B, C_i, H, W)] (sum C_i = C_in,
+        read in place: no concatenated copy) -> (B, C_out, H, W)."""
+        parts = [x] if isinstance(x, torch.Tensor) else list(x)
+        channels = sum(p.shape[1] for p in parts)
+        if channels != self.in_channels or len({(p.shape[0], *p.shape[2:]) for p in parts}) != 1:
+            sizes = " + ".join(str(tuple(p.shape)) for p in parts)
+            raise ValueError(f"x: {sizes}, expected {self.in_channels} channels of one size")
+        traced = torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and any(p.requires_grad for p in parts)
+        )
+        if traced:
+            return self._forward_traced(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+        return self._forward_eager(parts)
 
-    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
-        """One image at a time, each transform written into its buffer (``out=``): no
-        temporaries of the tiles' size, and a workspace that does not grow with B."""
-        B, C, H, W = x.shape
+    def _forward_eager(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """A band of tile rows at a time, each transform written into its buffer
+        (``out=``): a workspace of about :data:`BAND_ELEMENTS` transformed inputs,
+        whatever the batch and image size, reused from band to band."""
+        B, _, H, W = parts[0].shape
+        C, x = self.in_channels, parts[0]
         dtype, c_out = self.u.dtype, self.out_channels
         h, w = (H + 1) // 2, (W + 1) // 2  # output tiles; an odd side is padded by one
+        rows = max(1, min(h, BAND_ELEMENTS // (16 * w * max(C, c_out))))  # tile rows a band
         exact = torch.promote_types(dtype, torch.float32)  # the input transform's dtype
-        xp = x.new_zeros((2 * h + 2, 2 * w + 2, C), dtype=exact)
-        v = x.new_empty((4, 4, h, w, C), dtype=dtype)  # transformed tiles
-        m = x.new_empty((16, h * w, c_out), dtype=dtype)  # their products with u
+        xp = x.new_zeros((2 * rows + 2, 2 * w + 2, C), dtype=exact)  # a band, zero-padded
+        v = x.new_empty((4, 4, rows, w, C), dtype=dtype)  # its transformed tiles
+        m = x.new_empty((16, rows * w, c_out), dtype=dtype)  # their products with u
         y = x.new_empty((B, h, 2, w, 2, c_out), dtype=dtype)
         for b in range(B):
-            xp[1 : H + 1, 1 : W + 1].copy_(x[b].permute(1, 2, 0))  # (C, H, W) -> (H, W, C)
-            for i, t in enumerate(_bt(_tiles(xp, 0, h))):  # t: (h, 2w + 2, C)
-                _bt(_tiles(t, 1, w), out=list(v[i]))  # 4 x (h, w, C)
-            v16 = v.view(16, h * w, C)
-            for k in range(16):
-                torch.mm(v16[k], self.u[k], out=m[k])  # (h*w, C_in) @ (C_in, C_out)
-            m4 = m.view(4, 4, h, w, c_out)
-            for a, s in enumerate(_at(list(m4))):  # s: (4, h, w, C_out)
-                _at(list(s), out=[y[b, :, a, :, 0], y[b, :, a, :, 1]])
+            for i0 in range(0, h, rows):
+                n = min(rows, h - i0)
+                top = 2 * i0 - 1  # image row of the band's first padded row
+                lo, hi = max(top, 0), min(top + 2 * n + 2, H)
+                band = xp[: 2 * n + 2]
+                band[: lo - top].zero_()
+                c0 = 0
+                for part in parts:  # its channels [c0, c0 + C_i) of the band
+                    block = part[b, :, lo:hi].permute(1, 2, 0)  # (C_i, rows, W) -> (rows, W, C_i)
+                    band[lo - top : hi - top, 1 : W + 1, c0 : c0 + block.shape[-1]].copy_(block)
+                    c0 += block.shape[-1]
+                band[hi - top :].zero_()
+                for i, t in enumerate(_bt(_tiles(band, 0, n))):  # t: (n, 2w + 2, C)
+                    _bt(_tiles(t, 1, w), out=[v[i, j, :n] for j in range(4)])  # 4 x (n, w, C)
+                v16, m16 = v.view(16, rows * w, C)[:, : n * w], m[:, : n * w]
+                for k in range(16):
+                    torch.mm(v16[k], self.u[k], out=m16[k])  # (n*w, C_in) @ (C_in, C_out)
+                m4 = m16.view(4, 4, n, w, c_out)
+                for a, s in enumerate(_at(list(m4))):  # s: (4, n, w, C_out)
+                    out = y[b, i0 : i0 + n, a]  # (n, w, 2, C_out)
+                    _at(list(s), out=[out[:, :, 0], out[:, :, 1]])
         return self._finish(y, H, W)
 
     def _forward_traced(self, x: torch.Tensor) -> torch.Tensor:

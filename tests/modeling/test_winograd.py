@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lavt.modeling.window as window
+import lavt.winograd as winograd
 from lavt import load_model
 from lavt.assets import default_model_path
 from lavt.precision import cast_for_inference
@@ -81,8 +82,27 @@ def test_other_convolutions_refused(conv):
 
 def test_wrong_channel_count_named():
     fast = WinogradConv2d.from_conv(nn.Conv2d(4, 4, 3, padding=1), torch.float32)
-    with pytest.raises(ValueError, match="3 channels, expected 4"):
+    with pytest.raises(ValueError, match=r"x: \(1, 3, 5, 5\), expected 4 channels"):
         fast(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="expected 4 channels of one size"):
+        fast([torch.zeros(1, 2, 5, 5), torch.zeros(1, 2, 5, 6)])
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_channel_blocks_and_bands(monkeypatch, traced):
+    """Blocks read in place equal their concatenation; bands of 1-3 tile rows (the
+    first and last clipped by the padding, an odd height) equal one band."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(7, 5, 3, padding=1).double()
+    fast = WinogradConv2d.from_conv(conv, torch.float64)
+    parts = [torch.randn(2, 3, 11, 8, dtype=torch.float64), torch.randn(2, 4, 11, 8)]
+    parts[1] = parts[1].double().contiguous(memory_format=torch.channels_last)
+    want = conv(torch.cat(parts, dim=1))
+    for rows in (1, 2, 3):
+        monkeypatch.setattr(winograd, "BAND_ELEMENTS", 16 * 4 * 7 * rows)  # w = 4 tiles
+        with torch.set_grad_enabled(traced):
+            got = fast([p.requires_grad_(traced) for p in parts])
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
 def test_bf16_copy_computes_the_decoder_by_winograd_on_a_cpu():

@@ -29,8 +29,12 @@ class SimpleDecoder(nn.Module):
     def _fuse(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] < skip.shape[-2] or x.shape[-1] < skip.shape[-1]:
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
-        x = torch.cat([x, skip], dim=1)  # (B, C_x + C_skip, H, W)
-        x = F.relu(getattr(self, f"bn1_{level}")(getattr(self, f"conv1_{level}")(x)))
+        conv1 = getattr(self, f"conv1_{level}")
+        if getattr(conv1, "takes_channel_blocks", False):  # lavt.winograd reads them in place
+            joined: torch.Tensor | list[torch.Tensor] = [x, skip]
+        else:
+            joined = torch.cat([x, skip], dim=1)  # (B, C_x + C_skip, H, W)
+        x = F.relu(getattr(self, f"bn1_{level}")(conv1(joined)))
         return F.relu(getattr(self, f"bn2_{level}")(getattr(self, f"conv2_{level}")(x)))
 
     def forward_features(self, features: list[torch.Tensor]) -> torch.Tensor:

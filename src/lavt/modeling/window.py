@@ -137,30 +137,31 @@ class WindowAttention(nn.Module):
         Always 4-D: a 3-D ``attn_mask`` sends SDPA to its unfused math path on the
         CPU (3x slower per call than the flash kernel in float32 and bf16).
 
-        Without gradients (inference) the sum is cached per mask and weights
-        version, so repeated eager calls with the same shape reuse it. Under
+        Without gradients (inference) it is cached per mask, window length and
+        weights version, so repeated eager calls with the same shape reuse it. Under
         ``torch.compile`` it is built in the graph (the compiler folds it): the
         cache's data-pointer key would break the graph, and filling it would
         change the guarded module state and recompile.
         """
-        if mask is None:
-            return self.position_bias(n).unsqueeze(0).to(dtype)  # (1, h, n, n)
         table = self.relative_position_bias_table
         cacheable = not (torch.is_grad_enabled() and table.requires_grad)
         if torch.compiler.is_compiling():
-            return self._masked_bias(mask, dtype)
-        key = (mask, dtype, table.data_ptr(), table._version)
+            return self._bias(mask, dtype, n)
+        key = (mask, dtype, n, table.data_ptr(), table._version)
         cache = self._bias_cache
         if cacheable and cache is not None and _same_key(cache[0], key):
             return cache[1]
-        bias = self._masked_bias(mask, dtype)
+        bias = self._bias(mask, dtype, n)
         # a training forward must build its own bias (it carries the graph)
         self._bias_cache = (key, bias) if cacheable else None
         return bias
 
-    def _masked_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """mask (nW, n, n) -> position bias + mask, (1, nW*h, n, n) in ``dtype``."""
-        nW, n, _ = mask.shape
+    def _bias(self, mask: torch.Tensor | None, dtype: torch.dtype, n: int) -> torch.Tensor:
+        """Position bias (+ mask (nW, n, n)) -> (1, h, n, n) or (1, nW*h, n, n) in
+        ``dtype``, contiguous (a strided bias slows the add into the scores 10x)."""
+        if mask is None:
+            return self.position_bias(n).unsqueeze(0).to(dtype).contiguous()  # (1, h, n, n)
+        nW = mask.shape[0]
         bias = self.position_bias(n).unsqueeze(0) + mask.unsqueeze(1)  # (nW, h, n, n)
         return bias.reshape(1, nW * self.num_heads, n, n).to(dtype)  # (1, nW*h, n, n)
 
@@ -234,7 +235,8 @@ def windowed_softmax_attention(
 
 
 def _same_key(a: tuple, b: tuple) -> bool:
-    """Cache keys (mask, dtype, data_ptr, version): the same mask object, the rest equal."""
+    """Cache keys (mask, dtype, n, data_ptr, version): the same mask object (or None),
+    the rest equal."""
     return a[0] is b[0] and a[1:] == b[1:]
 
 
