@@ -16,7 +16,8 @@
   Swin-B from 98.73% to 99.66% (docs/cpu_inference.md). On a CPU the bf16 copy
   also computes the decoder's 3x3 convolutions by Winograd's F(2x2, 3x3)
   (:mod:`lavt.winograd`: 2.25x fewer FLOPs in the layers that hold 58% of
-  Swin-B's), and bf16 window attention runs as batched products
+  Swin-B's) where a one-off probe finds it faster than the direct bf16
+  convolution (:func:`winograd_speedup`), and bf16 window attention runs as batched products
   (:func:`lavt.modeling.window.windowed_softmax_attention`);
 - ``bf16-all`` (``bfloat16-all``): the same without islands, every matrix
   product in bf16 (its outputs are those of the plain autocast path);
@@ -42,6 +43,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lavt import winograd
@@ -69,6 +71,8 @@ _WITH_ISLANDS = ("bf16", "fp16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 #: bf16 must beat fp32 by this factor in the probe for ``auto`` to pick it.
 MIN_PROBE_SPEEDUP = 1.3
+#: Winograd must beat the direct bf16 convolution by this factor in :func:`winograd_speedup`
+MIN_WINOGRAD_SPEEDUP = 1.1
 #: smallest Swin ``embed_dim`` for which ``auto`` picks bf16 (measured: 16 loses, 96 gains).
 MIN_EMBED_DIM = 64
 #: modules whose weights feed matrix products (autocast runs them in the low dtype).
@@ -123,6 +127,31 @@ def bf16_matmul_speedup(size: int = 512, reps: int = 5) -> float:
     fp32 = _median_seconds(lambda: torch.mm(a32, b32), reps)
     bf16 = _median_seconds(lambda: torch.mm(a16, b16), reps)
     return fp32 / max(bf16, 1e-9)
+
+
+@functools.cache
+def winograd_speedup(channels: int, size: int = 60, reps: int = 3) -> float:
+    """Direct bf16 convolution time over :class:`lavt.winograd.WinogradConv2d`'s for a
+    3x3 (channels -> channels) convolution of a (1, channels, size, size) input: the
+    decoder's middle level of a 480 model. Measured once per process and width
+    (interleaved, median of ``reps``); about 0.3 s at 512 channels on a 2-core AMD
+    EPYC, where it gives 1.34-1.38x (384 channels 1.16x, 256 0.92-0.96x, 64 0.3x).
+    """
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(channels, channels, 3, 3, generator=g) * channels**-0.5
+    x = torch.randn(1, channels, size, size, generator=g).bfloat16()
+    direct_weight = weight.bfloat16()
+    fast = winograd.WinogradConv2d(weight, None, torch.bfloat16)
+    times: dict[str, list[float]] = {"direct": [], "winograd": []}
+    calls = {"direct": lambda: F.conv2d(x, direct_weight, padding=1), "winograd": lambda: fast(x)}
+    with torch.inference_mode():
+        for fn in calls.values():  # warm-up: oneDNN builds its kernels on the first call
+            fn()
+        for _ in range(reps):
+            for name, fn in calls.items():
+                times[name].append(_median_seconds(fn, 1))
+    direct, fast_s = (sorted(t)[len(t) // 2] for t in times.values())
+    return direct / max(fast_s, 1e-9)
 
 
 def canonical_dtype(name: str | torch.dtype | None, *, param: str = "dtype") -> str:
@@ -277,12 +306,19 @@ def _winograd_convolutions(model: nn.Module, precision: str) -> dict[str, nn.Mod
         return {}
     out = {}
     for name, decoder in model.named_modules():
-        if isinstance(decoder, SimpleDecoder):
-            for child, conv in decoder.named_children():
-                if winograd.supports(conv) and conv.weight.device.type == "cpu":
-                    out[f"{name}.{child}" if name else child] = winograd.WinogradConv2d.from_conv(
-                        conv, _AMP[precision]
-                    )
+        if not isinstance(decoder, SimpleDecoder) or decoder.conv2_2.weight.device.type != "cpu":
+            continue
+        width = decoder.conv2_2.out_channels
+        speedup = winograd_speedup(width)
+        use = speedup >= MIN_WINOGRAD_SPEEDUP
+        log.info(
+            "decoder 3x3 convolutions: %s (probe, %d channels: Winograd %.2fx the direct bf16 "
+            "convolution)", "Winograd F(2x2, 3x3)" if use else "direct", width, speedup,
+        )  # fmt: skip
+        for child, conv in decoder.named_children() if use else ():
+            if winograd.supports(conv):
+                key = f"{name}.{child}" if name else child
+                out[key] = winograd.WinogradConv2d.from_conv(conv, _AMP[precision])
     return out
 
 

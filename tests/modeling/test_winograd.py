@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lavt.modeling.window as window
+import lavt.precision as precision
 import lavt.winograd as winograd
 from lavt import load_model
 from lavt.assets import default_model_path
@@ -105,9 +106,14 @@ def test_channel_blocks_and_bands(monkeypatch, traced):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
-def test_bf16_copy_computes_the_decoder_by_winograd_on_a_cpu():
+def test_bf16_copy_computes_the_decoder_by_winograd_on_a_cpu(monkeypatch, caplog):
+    """Where the probe finds it faster (forced here: on the bundled model's 64-wide
+    decoder it is slower, 0.3x on the development machine)."""
+    monkeypatch.setattr(precision, "winograd_speedup", lambda width: 1.5)
     model = load_model(default_model_path())
-    fast = cast_for_inference(model, "bf16")
+    with caplog.at_level("INFO", logger="lavt"):
+        fast = cast_for_inference(model, "bf16")
+    assert "convolutions: Winograd F(2x2, 3x3) (probe, 64 channels: Winograd 1.50x" in caplog.text
     convs = [n for n, m in fast.classifier.named_children() if isinstance(m, WinogradConv2d)]
     assert convs == ["conv1_4", "conv2_4", "conv1_3", "conv2_3", "conv1_2", "conv2_2"]
     assert type(model.classifier.conv1_2) is nn.Conv2d  # the caller's model untouched
@@ -151,3 +157,33 @@ def test_batched_products_only_for_bf16_inference_on_a_cpu():
     assert not window._batched_products_pay(trained)  # a training step keeps SDPA's backward
     with torch.no_grad():
         assert window._batched_products_pay(trained)
+
+
+def test_direct_convolutions_where_the_probe_finds_winograd_slower(monkeypatch, caplog):
+    widths = []
+    monkeypatch.setattr(precision, "winograd_speedup", lambda w: widths.append(w) or 0.9)
+    with caplog.at_level("INFO", logger="lavt"):
+        fast = cast_for_inference(load_model(default_model_path()), "bf16")
+    assert widths == [64]
+    assert not any(isinstance(m, WinogradConv2d) for m in fast.modules())
+    assert "convolutions: direct (probe, 64 channels: Winograd 0.90x" in caplog.text
+
+
+def test_winograd_probe_measures_both():
+    """A real measurement: positive, finite, cached per width."""
+    precision.winograd_speedup.cache_clear()
+    speedup = precision.winograd_speedup(16, size=8, reps=1)
+    assert 0 < speedup < float("inf")
+    assert precision.winograd_speedup(16, size=8, reps=1) == speedup
+
+
+def test_one_graph_under_torch_compile():
+    """Compiled, the traced form runs (no out= into slices): one graph, the eager values."""
+    torch._dynamo.reset()
+    fast = WinogradConv2d.from_conv(nn.Conv2d(8, 6, 3, padding=1), torch.bfloat16)
+    parts = [torch.randn(2, 3, 7, 6), torch.randn(2, 5, 7, 6)]
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(fast)(parts)
+        assert explained.graph_count == 1 and not explained.break_reasons
+        compiled = torch.compile(fast, backend="eager")(parts)
+        torch.testing.assert_close(compiled, fast(parts), rtol=0, atol=0)
