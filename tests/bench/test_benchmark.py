@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -103,6 +104,17 @@ def test_checkpoint_by_bundled_name():
     assert result.dtype == "fp32"  # auto: the bundled model is too small for bf16
     assert result.extra["dtype path"].startswith("fp32: float32 weights (auto: embed_dim 16")
     assert result.pairs_per_second > 0
+
+
+def test_bf16_on_a_cpu_reports_its_kernels():
+    """The dtype path names the decoder convolutions the probe chose, with its figure."""
+    result = run_benchmark(checkpoint="synthetic", dtype="bf16", batch_size=1, **TINY)
+    path = result.extra["dtype path"]
+    assert re.search(
+        r"decoder 3x3 convolutions (Winograd|direct) \(probe: Winograd \d+\.\d\dx direct\), "
+        r"window attention as batched products \(requested\)$",
+        path,
+    ), path
 
 
 def test_checkpoint_file_in_int8_through_the_cli(tmp_path, capsys):
