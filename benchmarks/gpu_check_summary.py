@@ -3,7 +3,8 @@
     python benchmarks/gpu_check_summary.py RAW_DIR OUT_DIR
 
 Reads RAW_DIR/steps.jsonl (name, command, exit code, seconds of each step), the
-``lavt benchmark --json`` files RAW_DIR/bench_<name>.json, the GPU tests' figures
+``lavt benchmark --json`` files RAW_DIR/bench_<name>.json, the side-by-side records
+RAW_DIR/sbs_<name>.json with their masks mask_<name>.npy, the GPU tests' figures
 (gpu_tests.jsonl), versions.json and profile.json; writes OUT_DIR/summary.md and
 OUT_DIR/results.json (all of it in one file) and prints the table.
 """
@@ -83,11 +84,83 @@ def _targets(benches: dict[str, dict]) -> list[str]:
     return out
 
 
+# issue 25's targets against the reference on the same device (benchmarks/gpu_side_by_side.py)
+REF_TRAIN_SPEEDUP = 3.0
+REF_TRAIN_MEMORY_SHARE = 0.5
+REF_INFER_SPEEDUP = 5.0
+
+
+def _sbs_row(name: str, step: dict, r: dict) -> str:
+    rc = step.get("rc")
+    status = {0: "ok", 124: "timeout"}.get(rc, rc if isinstance(rc, str) else "failed")
+    if not r:
+        return f"| {name} | {status} ({rc}) | | | | | | | {step.get('seconds', '')} |"
+    how = r["dtype"] + (" compiled" if r["compile"] else "") + (" CL" if r["channels_last"] else "")
+    return (
+        f"| {name} | {status} | {r['impl']} {r['mode']} | {how} | {r['batch_size']} | "
+        f"{r['median_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | {r['samples_per_s']:.2f} | "
+        f"{r['peak_memory_mib'] / 1024:.2f} | {step.get('seconds', '')} |"
+    )
+
+
+def _agreement(raw: Path, name: str, reference: str) -> float | None:
+    """Share of pixels where the masks saved by two side-by-side steps agree."""
+    import numpy as np
+
+    a, b = raw / f"mask_{name}.npy", raw / f"mask_{reference}.npy"
+    if not (a.exists() and b.exists()):
+        return None
+    return float((np.load(a) == np.load(b)).mean())
+
+
+def _sbs_targets(raw: Path, sbs: dict[str, dict]) -> list[str]:
+    def best(*names: str) -> tuple[str, dict] | None:
+        found = [(n, sbs[n]) for n in names if n in sbs]
+        return max(found, key=lambda nr: nr[1]["samples_per_s"]) if found else None
+
+    out = []
+    ref, ours = (
+        sbs.get("sbs_ref_train_b8"),
+        best("sbs_lavt_train_b8_bf16", "sbs_lavt_train_b8_bf16_compile_cl"),
+    )
+    if ref and ours:
+        name, r = ours
+        speed = r["samples_per_s"] / ref["samples_per_s"]
+        share = r["peak_memory_mib"] / ref["peak_memory_mib"]
+        out.append(
+            f"training batch 8 vs the reference ({name}): {speed:.2f}x its samples/s "
+            f"(target >= {REF_TRAIN_SPEEDUP}x): {'met' if speed >= REF_TRAIN_SPEEDUP else 'MISSED'}"
+            f"; peak {r['peak_memory_mib'] / 1024:.1f} GiB = {100 * share:.0f}% of its "
+            f"{ref['peak_memory_mib'] / 1024:.1f} GiB (target <= "
+            f"{100 * REF_TRAIN_MEMORY_SHARE:.0f}%): "
+            f"{'met' if share <= REF_TRAIN_MEMORY_SHARE else 'MISSED'}"
+        )
+    for batch in (1, 8):
+        ref = sbs.get(f"sbs_ref_infer_b{batch}")
+        ours = best(f"sbs_lavt_infer_b{batch}_bf16", f"sbs_lavt_infer_b{batch}_fp32")
+        if ref and ours:
+            name, r = ours
+            speed = r["samples_per_s"] / ref["samples_per_s"]
+            agree = _agreement(raw, name, f"sbs_ref_infer_b{batch}")
+            line = f"inference batch {batch} vs the reference ({name}): {speed:.2f}x"
+            if batch == 8:
+                line += (
+                    f" (target >= {REF_INFER_SPEEDUP}x): "
+                    f"{'met' if speed >= REF_INFER_SPEEDUP else 'MISSED'}"
+                )
+            if agree is not None:
+                line += f"; pixel agreement with its mask {100 * agree:.2f}%"
+            out.append(line)
+    return out
+
+
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     steps = _jsonl(raw / "steps.jsonl")
     benches = {s["name"]: _json(raw / f"bench_{s['name']}.json") for s in steps}
     benches = {k: v for k, v in benches.items() if v}
+    sbs = {s["name"]: _json(raw / f"sbs_{s['name']}.json") for s in steps}
+    sbs = {k: v for k, v in sbs.items() if v}
     tests = _jsonl(raw / "gpu_tests.jsonl")
     versions = _json(raw / "versions.json")
     profile = _json(raw / "profile.json")
@@ -101,8 +174,21 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
-        lines.append(_row(step["name"], step, benches.get(step["name"], {})))
+        if not step["name"].startswith("sbs_"):
+            lines.append(_row(step["name"], step, benches.get(step["name"], {})))
     lines += ["", "## Targets (issue 10)", *[f"- {t}" for t in _targets(benches)]]
+    sbs_steps = [step for step in steps if step["name"].startswith("sbs_")]
+    if sbs_steps:
+        lines += [
+            "",
+            "## Side by side with the reference (benchmarks/gpu_side_by_side.py)",
+            "",
+            "| step | status | side | dtype | batch | step ms median (min-max) | samples/s "
+            "| peak memory GiB | wall s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [_sbs_row(st["name"], st, sbs.get(st["name"], {})) for st in sbs_steps]
+        lines += ["", "## Targets (issue 25)", *[f"- {t}" for t in _sbs_targets(raw, sbs)]]
     if tests:
         lines += ["", "## GPU test figures"]
         lines += [f"- {json.dumps(t)}" for t in tests]
@@ -121,9 +207,10 @@ def main() -> int:
         "versions": versions,
         "steps": steps,
         "benchmarks": benches,
+        "side_by_side": sbs,
         "gpu_tests": tests,
         "profile": profile,
-        "targets": _targets(benches),
+        "targets": _targets(benches) + _sbs_targets(raw, sbs),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(text)

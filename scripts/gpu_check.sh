@@ -11,7 +11,9 @@
 #   scripts/gpu_check.sh --skip-tests  # benchmarks only
 #
 # A second, shorter call: GPU_CHECK_STEPS="name ..." runs only the named steps (gpu_tests,
-# infer_bf16_b32, ..., profile, train_bf16_b8_compile_cl; see the step names below),
+# infer_bf16_b32, ..., profile, train_bf16_b8_compile_cl, and the side by side with the
+# reference, sbs_ref_train_b8 ... sbs_lavt_train_b8_bf16_compile_cl, which run only with
+# LAVT_REF_DIR set; see the step names below),
 # GPU_CHECK_TESTS_K="expr" selects tests (pytest -k); GPU_CHECK_BUDGET, GPU_CHECK_TEST_LIMIT,
 # GPU_CHECK_COMPILE_LIMIT and GPU_CHECK_TRAIN_COMPILE_LIMIT set the time limits (seconds).
 #
@@ -158,6 +160,36 @@ if [ ${#GC[@]} -gt 0 ]; then
     --batch-size "$B_TRAIN" --compile --channels-last "${GC[@]}"
 fi
 unset TORCH_LOGS
+
+# side by side with the reference implementation on the same device (issue 25), each side in its
+# own process (its own peak memory): needs the reference's files (LAVT_REF_DIR, made by the
+# harness's extract.sh) and the harness (LAVT_HARNESS_DIR, default ../shared/reference/harness)
+HARNESS=${LAVT_HARNESS_DIR:-../shared/reference/harness}
+if [ -n "${LAVT_REF_DIR:-}" ] && [ -f "$HARNESS/official.py" ]; then
+  export LAVT_REF_DIR
+  sbs() {
+    local name=$1 limit=$2
+    shift 2
+    step "$name" "$limit" "$PY" benchmarks/gpu_side_by_side.py --device "$DEVICE" \
+      --preset "$PRESET" --img-size "$SIZE" --harness "$HARNESS" "${REPS[@]}" \
+      --json "$RAW/sbs_$name.json" "$@"
+  }
+  sbs sbs_ref_train_b8 "$BENCH_LIMIT" --impl reference --mode train --batch-size "$B_TRAIN"
+  sbs sbs_lavt_train_b8_bf16 "$BENCH_LIMIT" --impl lavt --mode train --dtype bf16 \
+    --batch-size "$B_TRAIN"
+  for b in "$B_SMALL" "$B_TRAIN"; do
+    sbs "sbs_ref_infer_b$b" "$BENCH_LIMIT" --impl reference --mode infer --batch-size "$b" \
+      --save-mask "$RAW/mask_sbs_ref_infer_b$b.npy"
+    for dt in bf16 fp32; do
+      sbs "sbs_lavt_infer_b${b}_$dt" "$BENCH_LIMIT" --impl lavt --mode infer --dtype "$dt" \
+        --batch-size "$b" --save-mask "$RAW/mask_sbs_lavt_infer_b${b}_$dt.npy"
+    done
+  done
+  sbs sbs_lavt_train_b8_bf16_compile_cl "$TRAIN_COMPILE_LIMIT" --impl lavt --mode train \
+    --dtype bf16 --batch-size "$B_TRAIN" --compile --channels-last
+else
+  echo "== side by side with the reference: skipped (LAVT_REF_DIR unset or no $HARNESS/official.py)"
+fi
 
 "$PY" benchmarks/gpu_check_summary.py "$RAW" "$DEST"
 for f in profile_infer.txt profile_train.txt versions.json; do
