@@ -4,7 +4,8 @@
 
 Reads RAW_DIR/steps.jsonl (name, command, exit code, seconds of each step), the
 ``lavt benchmark --json`` files RAW_DIR/bench_<name>.json, the side-by-side records
-RAW_DIR/sbs_<name>.json with their masks mask_<name>.npy, the GPU tests' figures
+RAW_DIR/sbs_<name>.json with their masks mask_<name>.npy, scripts/load_test.py's
+serve_load.json, the GPU tests' figures
 (gpu_tests.jsonl), versions.json and profile.json; writes OUT_DIR/summary.md and
 OUT_DIR/results.json (all of it in one file) and prints the table.
 """
@@ -154,6 +155,27 @@ def _sbs_targets(raw: Path, sbs: dict[str, dict]) -> list[str]:
     return out
 
 
+SERVE_SHARE = 0.70  # issue 25: served pairs/s against the batched inference rate
+
+
+def _serve_targets(load: dict) -> list[str]:
+    """scripts/load_test.py's record (serve_load.json) against issue 25's serving target."""
+    if not load:
+        return []
+    batched, single = load["runs"][0], load["runs"][1]
+    threads = load.get("server_omp_threads", 1)  # the ceiling at the server's thread count
+    share = load["served_share_of_ceiling"][str(threads)]
+    rows = load["ceiling_before"] + load["ceiling_after"]
+    ceiling = max(r["pairs_per_s"] for r in rows if r.get("threads", threads) == threads)
+    return [
+        f"serving ({load['clients']} clients, --max-batch {load['max_batch']}): "
+        f"{batched['requests_per_s']:.1f} requests/s (p99 {batched['latency_p99_ms']:.0f} ms, "
+        f"{batched['errors']} errors; --max-batch 1: {single['requests_per_s']:.1f}) = "
+        f"{100 * share:.1f}% of the batched rate {ceiling:.1f} pairs/s (target >= "
+        f"{100 * SERVE_SHARE:.0f}%): {'met' if share >= SERVE_SHARE else 'MISSED'}"
+    ]
+
+
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     steps = _jsonl(raw / "steps.jsonl")
@@ -188,7 +210,10 @@ def main() -> int:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         lines += [_sbs_row(st["name"], st, sbs.get(st["name"], {})) for st in sbs_steps]
-        lines += ["", "## Targets (issue 25)", *[f"- {t}" for t in _sbs_targets(raw, sbs)]]
+    load = _json(raw / "serve_load.json")
+    issue25 = _sbs_targets(raw, sbs) + _serve_targets(load)
+    if issue25:
+        lines += ["", "## Targets (issue 25)", *[f"- {t}" for t in issue25]]
     if tests:
         lines += ["", "## GPU test figures"]
         lines += [f"- {json.dumps(t)}" for t in tests]
@@ -208,9 +233,10 @@ def main() -> int:
         "steps": steps,
         "benchmarks": benches,
         "side_by_side": sbs,
+        "serve_load": load,
         "gpu_tests": tests,
         "profile": profile,
-        "targets": _targets(benches) + _sbs_targets(raw, sbs),
+        "targets": _targets(benches) + issue25,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(text)

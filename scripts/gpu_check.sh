@@ -13,7 +13,7 @@
 # A second, shorter call: GPU_CHECK_STEPS="name ..." runs only the named steps (gpu_tests,
 # infer_bf16_b32, ..., profile, train_bf16_b8_compile_cl, and the side by side with the
 # reference, sbs_ref_train_b8 ... sbs_lavt_train_b8_bf16_compile_cl, which run only with
-# LAVT_REF_DIR set; see the step names below),
+# LAVT_REF_DIR set, and serve_model + serve_load; see the step names below),
 # GPU_CHECK_TESTS_K="expr" selects tests (pytest -k); GPU_CHECK_BUDGET, GPU_CHECK_TEST_LIMIT,
 # GPU_CHECK_COMPILE_LIMIT and GPU_CHECK_TRAIN_COMPILE_LIMIT set the time limits (seconds).
 #
@@ -52,7 +52,7 @@ if [ "$DRY" = 1 ]; then
   DEVICE=cpu PRESET=tiny SIZE=64 B_SMALL=1 B_LARGE=2 B_TRAIN=2 B_EVAL=2 W_EVAL=0 TEST_PROCS=2
   # generous: a dry run checks the sequence, and a shared 2-core machine can be 10x slower
   REPS=(--warmup 1 --repeats 2 --threads 2) TEST_LIMIT=1500 BENCH_LIMIT=300 COMPILE_LIMIT=600
-  TRAIN_COMPILE_LIMIT=600
+  TRAIN_COMPILE_LIMIT=600 SERVE_LIMIT=600 SERVE_REQUESTS=64
   BUDGET=${GPU_CHECK_BUDGET:-5000}
   export LAVT_TEST_DEVICE=cpu OMP_NUM_THREADS=1
 else
@@ -61,6 +61,7 @@ else
   # on an H200 (2026-11-26): Swin-B inference compiled in about 80 s, training not in 85 s
   COMPILE_LIMIT=${GPU_CHECK_COMPILE_LIMIT:-110} BUDGET=${GPU_CHECK_BUDGET:-470}
   TRAIN_COMPILE_LIMIT=${GPU_CHECK_TRAIN_COMPILE_LIMIT:-180}
+  SERVE_LIMIT=${GPU_CHECK_SERVE_LIMIT:-240} SERVE_REQUESTS=2000
 fi
 export LAVT_TEST_REPORT_DIR="$RAW"
 START=$SECONDS
@@ -189,6 +190,28 @@ if [ -n "${LAVT_REF_DIR:-}" ] && [ -f "$HARNESS/official.py" ]; then
     --dtype bf16 --batch-size "$B_TRAIN" --compile --channels-last
 else
   echo "== side by side with the reference: skipped (LAVT_REF_DIR unset or no $HARNESS/official.py)"
+fi
+
+# lavt serve on the device against the model's batched rate (issue 25): a random-weight
+# model folder of the preset, two servers (--max-batch B_LARGE and 1), 32 clients; needs the
+# serve extras (fastapi, uvicorn, python-multipart, prometheus-client: wheels in .whl/)
+SERVE_MODEL="$RAW/random_$PRESET"
+step serve_model "$BENCH_LIMIT" "$PY" - "$PRESET" "$SERVE_MODEL" <<'EOF'
+import sys
+import torch
+from lavt.assets import bert_vocab_path
+from lavt.modeling import build_model
+from lavt.modeling.config import preset_config
+torch.manual_seed(0)
+vocab = bert_vocab_path().read_text(encoding="utf-8").splitlines()
+model = build_model(preset_config(sys.argv[1], variant="lavt_one"), vocab=vocab)
+print(model.save_pretrained(sys.argv[2]))
+EOF
+if [ -d "$SERVE_MODEL" ]; then
+  step serve_load "$SERVE_LIMIT" "$PY" scripts/load_test.py --checkpoint "$SERVE_MODEL" \
+    --device "$DEVICE" --dtype bf16 --max-batch "$B_LARGE" --clients 32 \
+    --requests "$SERVE_REQUESTS" --warmup 64 --rounds 2 --ceiling-repeats 10 \
+    --output "$RAW/serve_load.json"
 fi
 
 "$PY" benchmarks/gpu_check_summary.py "$RAW" "$DEST"

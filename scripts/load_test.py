@@ -1,17 +1,24 @@
 #!/usr/bin/env python
 """Load test of ``lavt serve`` on loopback (not part of the test suite).
 
-Starts two servers with the default model (``--max-batch 16`` and
-``--max-batch 1``), sends each REQUESTS requests from CLIENTS concurrent
-clients (multipart, one bundled example image and one of its expressions
-each), and reports errors, p50/p99 latency, requests/s, the server's CPU
-time per request (its model process included), its RSS and the PSS of its
+Starts two servers with the default model, or ``--checkpoint`` on ``--device``
+(``--max-batch 16``, or ``--max-batch``, and ``--max-batch 1``), sends each
+REQUESTS requests from CLIENTS concurrent clients (multipart, one bundled
+example image and one of its expressions each), and reports errors, p50/p99
+latency, requests/s, the server's CPU time per request (its model process
+included), its RSS and the PSS of its
 processes before and after, and the throughput ratio. The
 rounds alternate between the two servers, so that other work on the machine
 weighs on both alike. In the same run, before and after the servers, it
-measures the ceiling: the same model's own forward rate at batch 16
+measures the ceiling: the same model's own forward rate at that batch size
 (``lavt benchmark --checkpoint synthetic --batch-size 16``: no HTTP, decode or
-encode) with the server's thread count and with all cores. Writes the figures
+encode) with the server's thread count and with all cores (on a GPU: once). On
+the GPU (issue 25; ``scripts/gpu_check.sh`` step ``serve_load``)::
+
+    python scripts/load_test.py --checkpoint DIR --device cuda --dtype bf16 \
+        --max-batch 32 --clients 32 --requests 2000 --rounds 2 --output OUT.json
+
+Writes the figures
 as JSON::
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/load_test.py \
@@ -92,13 +99,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def forward_rate(threads: int, dtype: str, repeats: int) -> dict:
-    """The bundled model's own forward rate at batch 16 (``lavt benchmark``), in a fresh process."""
+def forward_rate(threads: int, args: argparse.Namespace) -> dict:
+    """The model's own forward rate at the batched server's batch size (``lavt benchmark``),
+    in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ceiling.json"
-        command = [sys.executable, "-m", "lavt", "benchmark", "--checkpoint", "synthetic",
-                   "--batch-size", "16", "--dtype", dtype, "--threads", str(threads),
-                   "--warmup", "3", "--repeats", str(repeats), "--json", str(out)]  # fmt: skip
+        command = [sys.executable, "-m", "lavt", "benchmark", "--checkpoint", args.checkpoint,
+                   "--device", args.device, "--batch-size", str(args.max_batch),
+                   "--dtype", args.dtype, "--threads", str(threads),
+                   "--warmup", "3", "--repeats", str(args.ceiling_repeats),
+                   "--json", str(out)]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
         result = json.loads(out.read_text())
@@ -108,8 +118,11 @@ def forward_rate(threads: int, dtype: str, repeats: int) -> dict:
 
 
 def ceilings(args: argparse.Namespace) -> list[dict]:
+    """On the CPU with the server's thread count and with all cores; on a GPU once."""
     counts = sorted({args.server_threads, os.cpu_count() or 1})
-    return [forward_rate(t, args.dtype, args.ceiling_repeats) for t in counts]
+    if args.device != "cpu":
+        counts = [args.server_threads]
+    return [forward_rate(t, args) for t in counts]
 
 
 @contextlib.contextmanager
@@ -245,13 +258,15 @@ def batch_stats(url: str) -> dict:
     return {}
 
 
-def measure(args: argparse.Namespace, batches: tuple[int, ...] = (16, 1)) -> list[dict]:
-    """Both servers up at once; rounds alternate between them, so that a machine
-    shared with other work loads both configurations alike."""
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Both servers (``--max-batch`` and 1) up at once; rounds alternate between them,
+    so that a machine shared with other work loads both configurations alike."""
+    batches = (args.max_batch, 1)
     with contextlib.ExitStack() as stack:
         servers = {}
         for max_batch in batches:
-            flags = ["--device", "cpu", "--max-batch", str(max_batch), "--dtype", args.dtype,
+            flags = ["--checkpoint", args.checkpoint, "--device", args.device,
+                     "--max-batch", str(max_batch), "--dtype", args.dtype,
                      "--max-wait-ms", str(args.max_wait_ms), "--max-queue", "1024",
                      "--model-process", args.model_process]  # fmt: skip
             servers[max_batch] = stack.enter_context(server(flags, args.server_threads))
@@ -295,6 +310,10 @@ def main() -> int:
     parser.add_argument("--model-process", default="auto", choices=("auto", "on", "off"),
                         help="the servers' --model-process")  # fmt: skip
     parser.add_argument("--ceiling-repeats", type=int, default=20, help="timed forwards")
+    parser.add_argument("--checkpoint", default="synthetic", help="the servers' and the ceiling's")
+    parser.add_argument("--device", default="cpu", help="the servers' and the ceiling's")
+    parser.add_argument("--max-batch", type=int, default=16,
+                        help="the batched server's, and the ceiling's batch size")  # fmt: skip
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     before = ceilings(args)
@@ -305,7 +324,7 @@ def main() -> int:
     for run in runs:
         print(json.dumps(run))
     speedup = runs[0]["requests_per_s"] / runs[1]["requests_per_s"]
-    print(f"throughput --max-batch 16 / --max-batch 1: {speedup:.2f}x")
+    print(f"throughput --max-batch {args.max_batch} / --max-batch 1: {speedup:.2f}x")
     ceiling = {}
     for row in before + after:
         best = ceiling.get(row["threads"])
@@ -314,9 +333,9 @@ def main() -> int:
     shares = {t: runs[0]["requests_per_s"] / row["pairs_per_s"] for t, row in ceiling.items()}
     for t, row in sorted(ceiling.items()):
         seen = [r["pairs_per_s"] for r in before + after if r["threads"] == t]
-        print(f"ceiling, forward at batch 16 with {t} thread(s): {row['pairs_per_s']:.1f} pairs/s "
-              f"(before, after the servers: {seen}); served --max-batch 16 = "
-              f"{100 * shares[t]:.1f}% of it")  # fmt: skip
+        print(f"ceiling, forward at batch {args.max_batch} with {t} thread(s) on {args.device}: "
+              f"{row['pairs_per_s']:.1f} pairs/s (before, after the servers: {seen}); "
+              f"served --max-batch {args.max_batch} = {100 * shares[t]:.1f}% of it")  # fmt: skip
     total = sum(run["requests"] for run in runs)
     print(f"load generator CPU: {1000 * client_cpu / total:.2f} ms per request")
     if args.output:
@@ -324,8 +343,11 @@ def main() -> int:
 
         record = {
             "benchmark": "lavt serve load test (scripts/load_test.py)",
-            "model": "bundled default (lavt_synthetic.safetensors)",
-            "device": "cpu",
+            "model": args.checkpoint,
+            "device": args.device,
+            "device_name": torch.cuda.get_device_name() if args.device != "cpu" else "cpu",
+            "clients": args.clients,
+            "max_batch": args.max_batch,
             "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "server_omp_threads": args.server_threads,

@@ -44,6 +44,16 @@ def test_side_by_side_targets(tmp_path):
         (raw / f"sbs_{name}.json").write_text(json.dumps(record))
         steps.append({"name": name, "rc": 0, "seconds": 30})
     (raw / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    load = {
+        "clients": 32, "max_batch": 32,
+        "runs": [{"requests_per_s": 300.0, "latency_p99_ms": 180.4, "errors": 0},
+                 {"requests_per_s": 60.0, "latency_p99_ms": 90.0, "errors": 0}],
+        "server_omp_threads": 1, "served_share_of_ceiling": {"1": 0.75, "16": 0.5},
+        "ceiling_before": [{"threads": 1, "pairs_per_s": 400.0},
+                           {"threads": 16, "pairs_per_s": 600.0}],
+        "ceiling_after": [{"threads": 1, "pairs_per_s": 380.0}],
+    }  # fmt: skip
+    (raw / "serve_load.json").write_text(json.dumps(load))
     mask = np.zeros((8, 4, 4), dtype=np.uint8)
     np.save(raw / "mask_sbs_ref_infer_b8.npy", mask)
     mask[0, 0, :2] = 1  # 2 of 128 pixels differ
@@ -61,4 +71,6 @@ def test_side_by_side_targets(tmp_path):
         "samples/s (target >= 3.0x): met; peak 10.7 GiB = 42% of its 25.4 GiB (target <= 50%): met",
         "inference batch 8 vs the reference (sbs_lavt_infer_b8_bf16): 4.50x (target >= 5.0x): "
         "MISSED; pixel agreement with its mask 98.44%",
+        "serving (32 clients, --max-batch 32): 300.0 requests/s (p99 180 ms, 0 errors; "
+        "--max-batch 1: 60.0) = 75.0% of the batched rate 400.0 pairs/s (target >= 70%): met",
     ]
