@@ -5,7 +5,7 @@
 Reads RAW_DIR/steps.jsonl (name, command, exit code, seconds of each step), the
 ``lavt benchmark --json`` files RAW_DIR/bench_<name>.json, the side-by-side records
 RAW_DIR/sbs_<name>.json with their masks mask_<name>.npy, scripts/load_test.py's
-serve_load.json, the GPU tests' figures
+serve_load.json and scripts/bench_manifest.py's bulk_manifest.json, the GPU tests' figures
 (gpu_tests.jsonl), versions.json and profile.json; writes OUT_DIR/summary.md and
 OUT_DIR/results.json (all of it in one file) and prints the table.
 """
@@ -176,6 +176,19 @@ def _serve_targets(load: dict) -> list[str]:
     ]
 
 
+def _bulk_line(bulk: dict) -> list[str]:
+    """scripts/bench_manifest.py's throughput record (bulk_manifest.json)."""
+    if not bulk:
+        return []
+    rate, loop = bulk["median_pairs_per_s"]["bulk"], bulk["median_pairs_per_s"]["loop"]
+    return [
+        f"bulk (lavt predict --manifest, {bulk['pairs']} pairs, {bulk['dtype']}): {rate:.1f} "
+        f"pairs/s = {100 * bulk['bulk_share_of_model_rate']:.1f}% of the model alone at batch "
+        f"{bulk['model_batch_size']} ({bulk['model_alone_pairs_per_s']:.1f}); "
+        f"{bulk['ratio_bulk_over_loop']:.2f}x a Predictor loop ({loop:.1f})"
+    ]
+
+
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     steps = _jsonl(raw / "steps.jsonl")
@@ -211,7 +224,8 @@ def main() -> int:
         ]
         lines += [_sbs_row(st["name"], st, sbs.get(st["name"], {})) for st in sbs_steps]
     load = _json(raw / "serve_load.json")
-    issue25 = _sbs_targets(raw, sbs) + _serve_targets(load)
+    bulk = _json(raw / "bulk_manifest.json")
+    issue25 = _sbs_targets(raw, sbs) + _serve_targets(load) + _bulk_line(bulk)
     if issue25:
         lines += ["", "## Targets (issue 25)", *[f"- {t}" for t in issue25]]
     if tests:
@@ -234,6 +248,7 @@ def main() -> int:
         "benchmarks": benches,
         "side_by_side": sbs,
         "serve_load": load,
+        "bulk_manifest": bulk,
         "gpu_tests": tests,
         "profile": profile,
         "targets": _targets(benches) + issue25,

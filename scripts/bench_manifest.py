@@ -13,6 +13,9 @@ other load on the machine weighs on both alike)::
 - ``model``: the model alone on random inputs at ``--batch-size`` (the rate the
   issue's GPU target is a share of).
 
+``--checkpoint`` and ``--dtype`` set the model of all three (on a GPU: issue 25,
+``scripts/gpu_check.sh`` step ``bulk_manifest``, a random-weight Swin-B in bf16).
+
 Each runs in a child process and times its own work after the model has loaded
 (``summary.json``'s ``seconds`` for ``bulk``); the children's wall times are
 kept too. Memory: the peak RSS of ``lavt predict --manifest`` on manifests of
@@ -80,12 +83,18 @@ def child(args: list[str], env: dict[str, str]) -> tuple[str, float]:
 # ----------------------------------------------------------------------------- children
 
 
-def run_loop(manifest: Path, output: Path, device: str) -> None:
-    """The user's loop: Predictor.predict one image at a time, RLE per mask, a JSON line each."""
+def _predictor(device: str, checkpoint: str, dtype: str):
     from lavt.predict import Predictor
+
+    options = {"dtype": dtype} if dtype else {}  # "": the predictor's default
+    return Predictor.from_checkpoint(checkpoint or None, device=device, **options)
+
+
+def run_loop(manifest: Path, output: Path, device: str, checkpoint: str, dtype: str) -> None:
+    """The user's loop: Predictor.predict one image at a time, RLE per mask, a JSON line each."""
     from lavt.predict.encode import encode_prediction
 
-    predictor = Predictor.from_checkpoint(device=device)
+    predictor = _predictor(device, checkpoint, dtype)
     start, pairs = time.perf_counter(), 0
     with open(manifest, encoding="utf-8") as lines, open(output, "w", encoding="utf-8") as out:
         for line in lines:
@@ -98,19 +107,19 @@ def run_loop(manifest: Path, output: Path, device: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "pairs": pairs}))
 
 
-def run_model(device: str, batch_size: int, seconds: float) -> None:
-    """The model alone: batches of random images and real token ids, for ``seconds``."""
+def run_model(device: str, batch_size: int, seconds: float, checkpoint: str, dtype: str) -> None:
+    """The model alone: batches of random images and real token ids, for ``seconds``, in the
+    predictor's precision."""
     import torch
 
-    from lavt.predict import Predictor
-    from lavt.runtime import synchronize
+    from lavt.runtime import autocast, synchronize
 
-    predictor = Predictor.from_checkpoint(device=device)
+    predictor = _predictor(device, checkpoint, dtype)
     size = predictor.img_size
     pixels = torch.randn(batch_size, 3, size, size, device=predictor.device)
     ids, attention = predictor.tokenizer(["the red circle on the left"] * batch_size)
     ids, attention = ids.to(predictor.device), attention.to(predictor.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(predictor.device, predictor.amp):
         for _ in range(3):
             predictor.model(pixels, ids, attention)
         synchronize(predictor.device)
@@ -147,16 +156,19 @@ def machine() -> dict:
 def throughput(args: argparse.Namespace, env: dict[str, str]) -> dict:
     me = [sys.executable, str(Path(__file__).resolve())]
     rounds = {"loop": [], "bulk": []}
+    model = [args.checkpoint, args.dtype]  # "" = the default
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_pairs(Path(tmp), args.images, args.images, tuple(args.size))
         for r in range(args.repeats):
             out, wall = child(
-                [*me, "_loop", str(manifest), f"{tmp}/loop{r}.jsonl", args.device], env
+                [*me, "_loop", str(manifest), f"{tmp}/loop{r}.jsonl", args.device, *model], env
             )
             rounds["loop"].append({**json.loads(out), "wall_s": wall})
             bulk_out = Path(tmp) / f"bulk{r}"
             cmd = [sys.executable, "-m", "lavt", "predict", "--manifest", str(manifest)]
             cmd += ["--output", str(bulk_out), "--device", args.device, *args.bulk_args.split()]
+            cmd += ["--checkpoint", args.checkpoint] if args.checkpoint else []
+            cmd += ["--dtype", args.dtype] if args.dtype else []
             _, wall = child(cmd, env)
             summary = json.loads((bulk_out / "summary.json").read_text())
             pairs = summary["pairs_written"]
@@ -166,17 +178,19 @@ def throughput(args: argparse.Namespace, env: dict[str, str]) -> dict:
                 f"loop {loop['pairs'] / loop['seconds']:.1f}, bulk {pairs / summary['seconds']:.1f}"
             )
             print(f"round {r + 1}: {rates} pairs/s", file=sys.stderr)
-        out, _ = child([*me, "_model", args.device, str(args.batch_size), "10"], env)
-        model = json.loads(out)
+        out, _ = child([*me, "_model", args.device, str(args.batch_size), "10", *model], env)
+        alone = json.loads(out)
     rates = {name: [r["pairs"] / r["seconds"] for r in runs] for name, runs in rounds.items()}
     median = {name: statistics.median(values) for name, values in rates.items()}
-    model_rate = model["pairs"] / model["seconds"]
+    model_rate = alone["pairs"] / alone["seconds"]
     return {
         "what": "pairs/s on the same manifest: Predictor.predict loop vs lavt predict --manifest",
         "images": args.images,
         "size": args.size,
         "pairs": rounds["bulk"][0]["pairs"],
         "device": args.device,
+        "checkpoint": args.checkpoint or "default",
+        "dtype": args.dtype or "default",
         "bulk_args": args.bulk_args,
         "rounds": rounds,
         "pairs_per_s": {name: [round(v, 2) for v in values] for name, values in rates.items()},
@@ -218,9 +232,9 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):  # a child's own job
         job, rest = sys.argv[1], sys.argv[2:]
         if job == "_loop":
-            run_loop(Path(rest[0]), Path(rest[1]), rest[2])
+            run_loop(Path(rest[0]), Path(rest[1]), *rest[2:5])
         elif job == "_model":
-            run_model(rest[0], int(rest[1]), float(rest[2]))
+            run_model(rest[0], int(rest[1]), float(rest[2]), *rest[3:5])
         else:
             run_rss(rest)
         return 0
@@ -247,6 +261,12 @@ def main() -> int:
         help="memory: manifest lengths (default: %(default)s)",
     )
     parser.add_argument("--device", default="cpu", help="(default: %(default)s)")
+    parser.add_argument(
+        "--checkpoint", default="", help="throughput: the model (default: the bundled one)"
+    )
+    parser.add_argument(
+        "--dtype", default="", help="throughput: the --dtype of all three (default: each's own)"
+    )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="model alone: batch (default: %(default)s)"
     )

@@ -13,7 +13,7 @@
 # A second, shorter call: GPU_CHECK_STEPS="name ..." runs only the named steps (gpu_tests,
 # infer_bf16_b32, ..., profile, train_bf16_b8_compile_cl, and the side by side with the
 # reference, sbs_ref_train_b8 ... sbs_lavt_train_b8_bf16_compile_cl, which run only with
-# LAVT_REF_DIR set, and serve_model + serve_load; see the step names below),
+# LAVT_REF_DIR set, and serve_model + serve_load / bulk_manifest; see the step names below),
 # GPU_CHECK_TESTS_K="expr" selects tests (pytest -k); GPU_CHECK_BUDGET, GPU_CHECK_TEST_LIMIT,
 # GPU_CHECK_COMPILE_LIMIT and GPU_CHECK_TRAIN_COMPILE_LIMIT set the time limits (seconds).
 #
@@ -52,7 +52,7 @@ if [ "$DRY" = 1 ]; then
   DEVICE=cpu PRESET=tiny SIZE=64 B_SMALL=1 B_LARGE=2 B_TRAIN=2 B_EVAL=2 W_EVAL=0 TEST_PROCS=2
   # generous: a dry run checks the sequence, and a shared 2-core machine can be 10x slower
   REPS=(--warmup 1 --repeats 2 --threads 2) TEST_LIMIT=1500 BENCH_LIMIT=300 COMPILE_LIMIT=600
-  TRAIN_COMPILE_LIMIT=600 SERVE_LIMIT=600 SERVE_REQUESTS=64
+  TRAIN_COMPILE_LIMIT=600 SERVE_LIMIT=600 SERVE_REQUESTS=64 BULK_IMAGES=4 BULK_SIZE=(96 64)
   BUDGET=${GPU_CHECK_BUDGET:-5000}
   export LAVT_TEST_DEVICE=cpu OMP_NUM_THREADS=1
 else
@@ -61,7 +61,7 @@ else
   # on an H200 (2026-11-26): Swin-B inference compiled in about 80 s, training not in 85 s
   COMPILE_LIMIT=${GPU_CHECK_COMPILE_LIMIT:-110} BUDGET=${GPU_CHECK_BUDGET:-470}
   TRAIN_COMPILE_LIMIT=${GPU_CHECK_TRAIN_COMPILE_LIMIT:-180}
-  SERVE_LIMIT=${GPU_CHECK_SERVE_LIMIT:-240} SERVE_REQUESTS=2000
+  SERVE_LIMIT=${GPU_CHECK_SERVE_LIMIT:-240} SERVE_REQUESTS=2000 BULK_IMAGES=400 BULK_SIZE=(640 480)
 fi
 export LAVT_TEST_REPORT_DIR="$RAW"
 START=$SECONDS
@@ -192,9 +192,10 @@ else
   echo "== side by side with the reference: skipped (LAVT_REF_DIR unset or no $HARNESS/official.py)"
 fi
 
-# lavt serve on the device against the model's batched rate (issue 25): a random-weight
-# model folder of the preset, two servers (--max-batch B_LARGE and 1), 32 clients; needs the
-# serve extras (fastapi, uvicorn, python-multipart, prometheus-client: wheels in .whl/)
+# lavt serve and lavt predict --manifest on the device against the model's batched rate
+# (issue 25): a random-weight model folder of the preset; two servers (--max-batch B_LARGE and
+# 1), 32 clients (needs the serve extras: fastapi, uvicorn, python-multipart,
+# prometheus-client, wheels in .whl/); the bulk run against a Predictor loop and the model alone
 SERVE_MODEL="$RAW/random_$PRESET"
 step serve_model "$BENCH_LIMIT" "$PY" - "$PRESET" "$SERVE_MODEL" <<'EOF'
 import sys
@@ -212,6 +213,10 @@ if [ -d "$SERVE_MODEL" ]; then
     --device "$DEVICE" --dtype bf16 --max-batch "$B_LARGE" --clients 32 \
     --requests "$SERVE_REQUESTS" --warmup 64 --rounds 2 --ceiling-repeats 10 \
     --output "$RAW/serve_load.json"
+  step bulk_manifest "$SERVE_LIMIT" "$PY" scripts/bench_manifest.py throughput \
+    --images "$BULK_IMAGES" --size "${BULK_SIZE[@]}" --repeats 1 --device "$DEVICE" \
+    --checkpoint "$SERVE_MODEL" --dtype bf16 --batch-size "$B_LARGE" \
+    --bulk-args "--batch-size $B_LARGE" --output "$RAW/bulk_manifest.json"
 fi
 
 "$PY" benchmarks/gpu_check_summary.py "$RAW" "$DEST"

@@ -54,6 +54,12 @@ def test_side_by_side_targets(tmp_path):
         "ceiling_after": [{"threads": 1, "pairs_per_s": 380.0}],
     }  # fmt: skip
     (raw / "serve_load.json").write_text(json.dumps(load))
+    bulk = {
+        "pairs": 800, "dtype": "bf16", "median_pairs_per_s": {"bulk": 350.0, "loop": 31.0},
+        "bulk_share_of_model_rate": 0.7, "model_batch_size": 32, "model_alone_pairs_per_s": 500.0,
+        "ratio_bulk_over_loop": 11.29,
+    }  # fmt: skip
+    (raw / "bulk_manifest.json").write_text(json.dumps(bulk))
     mask = np.zeros((8, 4, 4), dtype=np.uint8)
     np.save(raw / "mask_sbs_ref_infer_b8.npy", mask)
     mask[0, 0, :2] = 1  # 2 of 128 pixels differ
@@ -73,4 +79,6 @@ def test_side_by_side_targets(tmp_path):
         "MISSED; pixel agreement with its mask 98.44%",
         "serving (32 clients, --max-batch 32): 300.0 requests/s (p99 180 ms, 0 errors; "
         "--max-batch 1: 60.0) = 75.0% of the batched rate 400.0 pairs/s (target >= 70%): met",
+        "bulk (lavt predict --manifest, 800 pairs, bf16): 350.0 pairs/s = 70.0% of the model "
+        "alone at batch 32 (500.0); 11.29x a Predictor loop (31.0)",
     ]
