@@ -77,7 +77,8 @@ class WinogradConv2d(nn.Module):
     ``x``: (B, C_in, H, W) of any floating dtype and memory format, or a list of its
     channel blocks -> (B, C_out, H, W) in ``dtype``, channels-last in memory (a
     permuted view of (B, H, W, C_out)). Eager, the input is transformed a band of
-    tile rows at a time into a workspace of a fixed size (:data:`BAND_ELEMENTS`).
+    tile rows at a time into a workspace of a fixed size (:data:`BAND_ELEMENTS`). Off
+    the CPU (a cast model moved to a GPU) it is the direct convolution of ``weight``.
     """
 
     #: the decoder hands it a concatenation's parts instead of their copy
@@ -114,6 +115,9 @@ class WinogradConv2d(nn.Module):
         if channels != self.in_channels or len({(p.shape[0], *p.shape[2:]) for p in parts}) != 1:
             sizes = " + ".join(str(tuple(p.shape)) for p in parts)
             raise ValueError(f"x: {sizes}, expected {self.in_channels} channels of one size")
+        if parts[0].device.type != "cpu":  # a cast model moved to a GPU: its own kernels
+            joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            return F.conv2d(joined.to(self.weight.dtype), self.weight, self.bias, padding=1)
         traced = torch.compiler.is_compiling() or (
             torch.is_grad_enabled() and any(p.requires_grad for p in parts)
         )

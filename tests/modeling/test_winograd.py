@@ -187,3 +187,12 @@ def test_one_graph_under_torch_compile():
         assert explained.graph_count == 1 and not explained.break_reasons
         compiled = torch.compile(fast, backend="eager")(parts)
         torch.testing.assert_close(compiled, fast(parts), rtol=0, atol=0)
+
+
+def test_off_the_cpu_the_direct_convolution_runs():
+    """A cast model moved to another device convolves directly with the kept weights
+    (meta tensors stand in for a GPU's here)."""
+    conv = nn.Conv2d(6, 4, 3, padding=1)
+    fast = WinogradConv2d.from_conv(conv, torch.bfloat16).to("meta")
+    out = fast([torch.empty(2, 2, 9, 7, device="meta"), torch.empty(2, 4, 9, 7, device="meta")])
+    assert out.shape == (2, 4, 9, 7) and out.dtype == torch.bfloat16 and out.device.type == "meta"
