@@ -104,13 +104,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def _median_seconds(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+def _speedup(slow, fast, *, reps: int, warmup: int) -> float:
+    """Median time of ``slow()`` over median time of ``fast()``, calls interleaved, after
+    ``warmup`` calls of each (oneDNN builds its kernels on the first call)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(warmup + reps):
+        for fn, kept in zip((slow, fast), times, strict=True):
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                kept.append(time.perf_counter() - start)
+    slow_s, fast_s = (sorted(t)[len(t) // 2] for t in times)
+    return slow_s / max(fast_s, 1e-9)
 
 
 @functools.cache
@@ -122,11 +127,7 @@ def bf16_matmul_speedup(size: int = 512, reps: int = 5) -> float:
     g = torch.Generator().manual_seed(0)
     a32, b32 = torch.randn(size, size, generator=g), torch.randn(size, size, generator=g)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
-    for _ in range(2):  # warm-up: oneDNN builds its kernels on the first call
-        torch.mm(a32, b32), torch.mm(a16, b16)
-    fp32 = _median_seconds(lambda: torch.mm(a32, b32), reps)
-    bf16 = _median_seconds(lambda: torch.mm(a16, b16), reps)
-    return fp32 / max(bf16, 1e-9)
+    return _speedup(lambda: torch.mm(a32, b32), lambda: torch.mm(a16, b16), reps=reps, warmup=2)
 
 
 @functools.cache
@@ -142,16 +143,16 @@ def winograd_speedup(channels: int, size: int = 60, reps: int = 3) -> float:
     x = torch.randn(1, channels, size, size, generator=g).bfloat16()
     direct_weight = weight.bfloat16()
     fast = winograd.WinogradConv2d(weight, None, torch.bfloat16)
-    times: dict[str, list[float]] = {"direct": [], "winograd": []}
-    calls = {"direct": lambda: F.conv2d(x, direct_weight, padding=1), "winograd": lambda: fast(x)}
     with torch.inference_mode():
-        for fn in calls.values():  # warm-up: oneDNN builds its kernels on the first call
-            fn()
-        for _ in range(reps):
-            for name, fn in calls.items():
-                times[name].append(_median_seconds(fn, 1))
-    direct, fast_s = (sorted(t)[len(t) // 2] for t in times.values())
-    return direct / max(fast_s, 1e-9)
+        direct = lambda: F.conv2d(x, direct_weight, padding=1)
+        return _speedup(direct, lambda: fast(x), reps=reps, warmup=1)
+
+
+def winograd_choice(width: int) -> tuple[bool, float]:
+    """Whether the bf16 copy computes a ``width``-channel decoder's 3x3 convolutions by
+    Winograd on this CPU, and the probe's figure (:func:`winograd_speedup`)."""
+    speedup = winograd_speedup(width)
+    return speedup >= MIN_WINOGRAD_SPEEDUP, speedup
 
 
 def canonical_dtype(name: str | torch.dtype | None, *, param: str = "dtype") -> str:
@@ -309,8 +310,7 @@ def _winograd_convolutions(model: nn.Module, precision: str) -> dict[str, nn.Mod
         if not isinstance(decoder, SimpleDecoder) or decoder.conv2_2.weight.device.type != "cpu":
             continue
         width = decoder.conv2_2.out_channels
-        speedup = winograd_speedup(width)
-        use = speedup >= MIN_WINOGRAD_SPEEDUP
+        use, speedup = winograd_choice(width)
         log.info(
             "decoder 3x3 convolutions: %s (probe, %d channels: Winograd %.2fx the direct bf16 "
             "convolution)", "Winograd F(2x2, 3x3)" if use else "direct", width, speedup,

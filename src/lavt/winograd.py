@@ -115,15 +115,15 @@ class WinogradConv2d(nn.Module):
         if channels != self.in_channels or len({(p.shape[0], *p.shape[2:]) for p in parts}) != 1:
             sizes = " + ".join(str(tuple(p.shape)) for p in parts)
             raise ValueError(f"x: {sizes}, expected {self.in_channels} channels of one size")
-        if parts[0].device.type != "cpu":  # a cast model moved to a GPU: its own kernels
-            joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            return F.conv2d(joined.to(self.weight.dtype), self.weight, self.bias, padding=1)
         traced = torch.compiler.is_compiling() or (
             torch.is_grad_enabled() and any(p.requires_grad for p in parts)
         )
-        if traced:
-            return self._forward_traced(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
-        return self._forward_eager(parts)
+        if parts[0].device.type == "cpu" and not traced:
+            return self._forward_eager(parts)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, C_in, H, W)
+        if x.device.type != "cpu":  # a cast model moved to a GPU: its own kernels
+            return F.conv2d(x.to(self.weight.dtype), self.weight, self.bias, padding=1)
+        return self._forward_traced(x)
 
     def _forward_eager(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """A band of tile rows at a time, each transform written into its buffer

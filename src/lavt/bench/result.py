@@ -12,7 +12,7 @@ import torch
 
 from lavt.bench.timing import measure_matmul_peak
 from lavt.modeling.config import LAVTConfig
-from lavt.precision import MIN_WINOGRAD_SPEEDUP, winograd_speedup
+from lavt.precision import winograd_choice
 from lavt.runtime import dtype_name
 
 MODES = ("infer", "train", "eval", "data")
@@ -124,8 +124,8 @@ def _dtype_path(spec: BenchSpec) -> str:
         how = f"float32 weights, autocast {spec.dtype_name}"
     elif spec.precision == "bf16" and spec.device.type == "cpu":
         width = spec.config.stage_dim(3) // 2  # the decoder's; its probe ran at the cast
-        speedup = winograd_speedup(width)
-        convs = "Winograd" if speedup >= MIN_WINOGRAD_SPEEDUP else "direct"
+        use, speedup = winograd_choice(width)
+        convs = "Winograd" if use else "direct"
         how += (
             f", decoder 3x3 convolutions {convs} (probe: Winograd {speedup:.2f}x direct), "
             "window attention as batched products"
