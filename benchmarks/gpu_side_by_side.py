@@ -36,29 +36,16 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
 import torch
+from side_by_side_fast import import_reference, reference_and_lavt  # imports lavt first
 
-import lavt  # first: the harness stubs modules that transformers probes at import
 from lavt.bench.result import peak_memory_mib, versions
 from lavt.bench.timing import time_call
 from lavt.runtime import autocast
-
-
-def _reference(harness: str):
-    from transformers import BertConfig, BertModel  # noqa: F401  (probe before the stubs)
-    from transformers.utils import import_utils
-
-    for probe in ("is_torchvision_available", "is_timm_available", "is_vision_available"):
-        getattr(import_utils, probe, lambda: None)()
-    sys.path.insert(0, harness)
-    import official
-
-    return official
 
 
 def _inputs(batch: int, side: int, device: torch.device):
@@ -155,17 +142,10 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    ref = _reference(a.harness)
-    torch.manual_seed(1234)
-    model, _ = ref.build("lavt_one", swin=a.preset, window=12)
+    reference, ours = reference_and_lavt(import_reference(a.harness), a.preset)
+    model = (ours if a.impl == "lavt" else reference).to(device)
+    del reference, ours
     x, ids, mask, target = _inputs(a.batch_size, a.img_size, device)
-    if a.impl == "lavt":
-        args = ref.official_args(model="lavt_one", swin_type=a.preset, window12=True)
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "lavt_one.pth")
-            torch.save(ref.checkpoint_dict(model, None, args), path)
-            model = lavt.load_model(path, device="cpu")
-    model = model.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     masks = []

@@ -40,6 +40,33 @@ from lavt.precision import cast_for_inference, choose_precision, compile_for_inf
 from lavt.runtime import autocast
 
 
+def import_reference(harness: str):
+    """The harness's ``official`` module (the reference code, from $LAVT_REF_DIR), imported
+    after transformers has probed the optional packages the harness stubs."""
+    from transformers import BertConfig, BertModel  # noqa: F401  (probe before the stubs)
+    from transformers.utils import import_utils
+
+    for probe in ("is_torchvision_available", "is_timm_available", "is_vision_available"):
+        getattr(import_utils, probe, lambda: None)()
+    sys.path.insert(0, harness)
+    import official
+
+    return official
+
+
+def reference_and_lavt(ref, swin: str = "base"):
+    """The harness's model (``lavt_one``, window 12, random weights of seed 1234) and `lavt`'s
+    load of it from the released checkpoint format, both in eval mode on the CPU."""
+    torch.manual_seed(1234)
+    model, _ = ref.build("lavt_one", swin=swin, window=12)
+    args = ref.official_args(model="lavt_one", swin_type=swin, window12=True)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, f"lavt_one_{swin}.pth")
+        torch.save(ref.checkpoint_dict(model, None, args), path)
+        ours = lavt.load_model(path, device="cpu")
+    return model.eval(), ours.eval()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
@@ -50,23 +77,9 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time the compiled bf16 policy")
     p.add_argument("--compile-fp32", action="store_true", help="also time the compiled fp32")
     a = p.parse_args()
-    from transformers import BertConfig, BertModel  # noqa: F401  (probe before the stubs)
-    from transformers.utils import import_utils
-
-    for probe in ("is_torchvision_available", "is_timm_available", "is_vision_available"):
-        getattr(import_utils, probe, lambda: None)()
-    sys.path.insert(0, a.official)
-    import official as ref
-
+    ref = import_reference(a.official)
     torch.set_num_threads(a.threads)
-    torch.manual_seed(1234)
-    model, _ = ref.build("lavt_one", swin="base", window=12)
-    model.eval()
-    args = ref.official_args(model="lavt_one", swin_type="base", window12=True)
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "lavt_one_base.pth")
-        torch.save(ref.checkpoint_dict(model, None, args), path)
-        ours = lavt.load_model(path, device="cpu").eval()
+    model, ours = reference_and_lavt(ref)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 480, 480, generator=gen)
     ids = torch.randint(1000, 30000, (1, 20), generator=gen)
